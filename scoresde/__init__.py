@@ -1,0 +1,20 @@
+"""scoresde: score-based generative modelling through SDEs (VP / DDPM, sub-VP, VE / SMLD)."""
+
+from scoresde.analytic import GaussianMixture, toy_mixture
+from scoresde.metrics import MixtureStats, mixture_stats, sliced_wasserstein
+from scoresde.sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SDE",
+    "VESDE",
+    "VPSDE",
+    "GaussianMixture",
+    "MixtureStats",
+    "ReverseSDE",
+    "SubVPSDE",
+    "mixture_stats",
+    "sliced_wasserstein",
+    "toy_mixture",
+]

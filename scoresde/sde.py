@@ -1,0 +1,294 @@
+"""Forward SDEs ``dx = f(x, t) dt + g(t) dw`` on ``t in [0, T]``, ``T = 1``.
+
+All three SDEs here are affine, so the perturbation kernel is Gaussian,
+``p_0t(x_t | x_0) = N(mean_coef(t) x_0, std(t)^2 I)``. Each class is a page of formulas that
+can be read against the table in the design notes (Song et al., 2021, "Score-Based Generative
+Modeling through Stochastic Differential Equations", Appendix B).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from scoresde.shapes import append_dims, batch_time, flatten_batch
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class SDE(abc.ABC):
+    """An affine forward SDE with a Gaussian perturbation kernel; time runs over ``[0, T]``."""
+
+    T: float = 1.0
+
+    @abc.abstractmethod
+    def beta(self, t: Tensor) -> Tensor:
+        """``β(t)`` in the linear drift ``f(x, t) = -β(t) x / 2`` (zero for VE), shape ``(batch,)``."""
+
+    @abc.abstractmethod
+    def diffusion(self, t: float | Tensor) -> Tensor:
+        """``g(t)``, shape ``(batch,)``."""
+
+    @abc.abstractmethod
+    def mean_coef(self, t: float | Tensor) -> Tensor:
+        """``m(t)`` in ``E[x_t | x_0] = m(t) x_0``."""
+
+    @abc.abstractmethod
+    def std(self, t: float | Tensor) -> Tensor:
+        """``s(t)`` in ``Cov[x_t | x_0] = s(t)^2 I``."""
+
+    @property
+    @abc.abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the isotropic Gaussian prior ``N(0, prior_std^2 I)``."""
+
+    def drift(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """``f(x, t) = -beta(t) x / 2`` for VP and sub-VP, zero for VE."""
+        t = batch_time(t, x, self.T)
+        return -0.5 * append_dims(self.beta(t), x.ndim) * x
+
+    def marginal(self, x0: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and std of ``p_0t(x_t | x_0)``: ``(m(t) x_0, s(t))``.
+
+        The std is shaped ``(batch, 1, ..., 1)`` so that ``mean + std * z`` samples ``x_t``.
+        """
+        t = batch_time(t, x0, self.T)
+        return append_dims(self.mean_coef(t), x0.ndim) * x0, append_dims(self.std(t), x0.ndim)
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """Draw ``x_T ~ N(0, prior_std^2 I)`` of the given shape."""
+        if device is None and generator is not None:
+            device = generator.device
+        z = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return self.prior_std * z
+
+    def prior_logp(self, z: Tensor) -> Tensor:
+        """``log N(z; 0, prior_std^2 I)`` per sample, summed over all non-batch dimensions."""
+        flat = flatten_batch(z)
+        dim = flat.shape[1]
+        var = self.prior_std**2
+        return -0.5 * dim * math.log(2 * math.pi * var) - flat.pow(2).sum(1) / (2 * var)
+
+    def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
+        """One forward step ``x_t = x_{t-dt} + f + G z`` as ``(f, G)``, evaluated at ``x``.
+
+        Euler–Maruyama by default: ``f = f(x, t) dt``, ``G = g(t) sqrt(dt)``; SDEs with an exact
+        discrete chain (DDPM for VP, SMLD for VE) override it. ``G`` is ``(batch, 1, ..., 1)``.
+        """
+        t = batch_time(t, x, self.T)
+        dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device).expand_as(t)
+        f = self.drift(x, t) * append_dims(dt, x.ndim)
+        return f, append_dims(self.diffusion(t) * dt.sqrt(), x.ndim)
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
+        """The reverse-time SDE (or, with ``probability_flow``, the probability-flow ODE)."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+
+class ReverseSDE:
+    """``dx = [f(x, t) - c g(t)^2 ∇ log p_t(x)] dt + g_rev(t) dw̄``, run backwards in time.
+
+    ``c = 1`` and ``g_rev = g`` for the reverse SDE (Anderson, 1982); ``c = 1/2`` and
+    ``g_rev = 0`` for the probability-flow ODE, which has the same marginals ``p_t``.
+    """
+
+    def __init__(self, sde: SDE, score_fn: ScoreFn, probability_flow: bool = False):
+        self.sde = sde
+        self.score_fn = score_fn
+        self.probability_flow = probability_flow
+        self._c = 0.5 if probability_flow else 1.0
+
+    def drift(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """``f(x, t) - c g(t)^2 s(x, t)``."""
+        t = batch_time(t, x, self.sde.T)
+        g2 = append_dims(self.sde.diffusion(t) ** 2, x.ndim)
+        return self.sde.drift(x, t) - self._c * g2 * self.score_fn(x, t)
+
+    def diffusion(self, t: float | Tensor) -> Tensor:
+        """``g(t)`` for the reverse SDE, a zero tensor of the same shape for the ODE."""
+        g = self.sde.diffusion(t)
+        return torch.zeros_like(g) if self.probability_flow else g
+
+    def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
+        """Reverse of the forward step ending at ``t``: ``(G^2 c s - f, G_rev)``.
+
+        The update is ``x_{t-dt} = x_t + rev_f + rev_G z`` (the reverse-diffusion predictor).
+        """
+        t = batch_time(t, x, self.sde.T)
+        f, G = self.sde.discretize(x, t, dt)
+        rev_f = G**2 * self._c * self.score_fn(x, t) - f
+        return rev_f, torch.zeros_like(G) if self.probability_flow else G
+
+
+class _LinearBeta:
+    """The linear noise schedule ``β(t) = β_min + t (β_max - β_min)`` shared by VP and sub-VP."""
+
+    def __init__(self, beta_min: float, beta_max: float):
+        if beta_min < 0:
+            raise ValueError(f"beta_min must be >= 0; got {beta_min}")
+        if beta_min >= beta_max:
+            raise ValueError(f"beta_min must be < beta_max; got {beta_min} >= {beta_max}")
+        self.beta_min = float(beta_min)
+        self.beta_max = float(beta_max)
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``β(t) = β_min + t (β_max - β_min)``."""
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integral(self, t: Tensor) -> Tensor:
+        """``B(t) = ∫_0^t β = β_min t + t^2 (β_max - β_min) / 2``."""
+        return self.beta_min * t + 0.5 * t**2 * (self.beta_max - self.beta_min)
+
+
+class VPSDE(SDE):
+    """Variance-preserving SDE ``dx = -β(t) x / 2 dt + sqrt(β(t)) dw``; DDPM in continuous time.
+
+    ``m(t) = exp(-B(t)/2)``, ``s(t) = sqrt(1 - exp(-B(t)))``, prior ``N(0, I)``.
+    """
+
+    prior_std = 1.0
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        self.schedule = _LinearBeta(beta_min, beta_max)
+        self.beta_min, self.beta_max = self.schedule.beta_min, self.schedule.beta_max
+
+    def __repr__(self) -> str:
+        return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max})"
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.schedule.beta(t)
+
+    def diffusion(self, t: float | Tensor) -> Tensor:
+        """``g(t) = sqrt(β(t))``."""
+        return self.schedule.beta(torch.as_tensor(t)).sqrt()
+
+    def mean_coef(self, t: float | Tensor) -> Tensor:
+        """``m(t) = exp(-B(t) / 2)``."""
+        return torch.exp(-0.5 * self.schedule.integral(torch.as_tensor(t)))
+
+    def std(self, t: float | Tensor) -> Tensor:
+        """``s(t) = sqrt(1 - exp(-B(t)))``."""
+        return (-torch.expm1(-self.schedule.integral(torch.as_tensor(t)))).sqrt()
+
+    def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
+        """The exact DDPM step from ``t - dt`` to ``t``: ``x_t = sqrt(1 - β_i) x + sqrt(β_i) z``.
+
+        ``1 - β_i = m(t)^2 / m(t - dt)^2 = exp(-(B(t) - B(t - dt)))``, so ``f = (sqrt(1 - β_i) - 1) x``
+        and ``G = sqrt(β_i)``; on the grid ``t_i = (i + 1) / N`` this is DDPM's chain to O(1/N).
+        """
+        t = batch_time(t, x, self.T)
+        dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device).expand_as(t)
+        log_alpha = -(self.schedule.integral(t) - self.schedule.integral(t - dt))
+        f = append_dims(torch.expm1(0.5 * log_alpha), x.ndim) * x
+        return f, append_dims((-torch.expm1(log_alpha)).sqrt(), x.ndim)
+
+    def ddpm_betas(self, n_steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """DDPM's discrete betas ``β_i = β_min/N + i/(N-1) (β_max - β_min)/N``, ``i = 0..N-1``."""
+        if n_steps < 2:
+            raise ValueError(f"n_steps must be >= 2; got {n_steps}")
+        i = torch.arange(n_steps, dtype=dtype)
+        return (self.beta_min + i / (n_steps - 1) * (self.beta_max - self.beta_min)) / n_steps
+
+    def alphas_cumprod(self, n_steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``ᾱ_i = ∏_{j <= i} (1 - β_j)``; it approximates ``m(t_i)^2`` at ``t_i = (i + 1)/N``."""
+        return torch.cumprod(1 - self.ddpm_betas(n_steps, dtype), 0)
+
+
+class SubVPSDE(SDE):
+    """Sub-VP SDE ``dx = -β(t) x / 2 dt + sqrt(β(t) (1 - exp(-2 B(t)))) dw``.
+
+    ``m(t) = exp(-B(t)/2)``, ``s(t) = 1 - exp(-B(t))`` (below the VP std), prior ``N(0, I)``.
+    """
+
+    prior_std = 1.0
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        self.schedule = _LinearBeta(beta_min, beta_max)
+        self.beta_min, self.beta_max = self.schedule.beta_min, self.schedule.beta_max
+
+    def __repr__(self) -> str:
+        return f"SubVPSDE(beta_min={self.beta_min}, beta_max={self.beta_max})"
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.schedule.beta(t)
+
+    def diffusion(self, t: float | Tensor) -> Tensor:
+        """``g(t) = sqrt(β(t) (1 - exp(-2 B(t))))``."""
+        t = torch.as_tensor(t)
+        return (self.schedule.beta(t) * -torch.expm1(-2 * self.schedule.integral(t))).sqrt()
+
+    def mean_coef(self, t: float | Tensor) -> Tensor:
+        """``m(t) = exp(-B(t) / 2)``."""
+        return torch.exp(-0.5 * self.schedule.integral(torch.as_tensor(t)))
+
+    def std(self, t: float | Tensor) -> Tensor:
+        """``s(t) = 1 - exp(-B(t))``."""
+        return -torch.expm1(-self.schedule.integral(torch.as_tensor(t)))
+
+
+class VESDE(SDE):
+    """Variance-exploding SDE ``dx = σ(t) sqrt(2 ln(σ_max/σ_min)) dw``; SMLD in continuous time.
+
+    ``σ(t) = σ_min (σ_max/σ_min)^t``, ``m(t) = 1``, ``s(t) = σ(t)``, prior ``N(0, σ_max^2 I)``.
+    Choose ``σ_max`` about the largest pairwise distance in the data.
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        if sigma_min <= 0:
+            raise ValueError(f"sigma_min must be > 0; got {sigma_min}")
+        if sigma_min >= sigma_max:
+            raise ValueError(f"sigma_min must be < sigma_max; got {sigma_min} >= {sigma_max}")
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def __repr__(self) -> str:
+        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def beta(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(t)
+
+    def sigma(self, t: float | Tensor) -> Tensor:
+        """``σ(t) = σ_min (σ_max / σ_min)^t``."""
+        return self.sigma_min * torch.exp(torch.as_tensor(t) * self._log_ratio)
+
+    def diffusion(self, t: float | Tensor) -> Tensor:
+        """``g(t) = σ(t) sqrt(2 ln(σ_max / σ_min))``."""
+        return self.sigma(t) * math.sqrt(2 * self._log_ratio)
+
+    def mean_coef(self, t: float | Tensor) -> Tensor:
+        """``m(t) = 1``."""
+        return torch.ones_like(torch.as_tensor(t))
+
+    def std(self, t: float | Tensor) -> Tensor:
+        """``s(t) = σ(t)``."""
+        return self.sigma(t)
+
+    def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
+        """The exact SMLD step from ``t - dt`` to ``t``: ``f = 0``, ``G = sqrt(σ(t)^2 - σ(t-dt)^2)``."""
+        t = batch_time(t, x, self.T)
+        dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device).expand_as(t)
+        G = (self.sigma(t) ** 2 - self.sigma(t - dt) ** 2).sqrt()
+        return torch.zeros_like(x), append_dims(G, x.ndim)
+
+    def smld_sigmas(self, n_levels: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """SMLD's geometric noise levels ``σ_i = σ(i / (N - 1))``, from σ_min up to σ_max."""
+        if n_levels < 2:
+            raise ValueError(f"n_levels must be >= 2; got {n_levels}")
+        return torch.exp(
+            torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), n_levels, dtype=dtype)
+        )

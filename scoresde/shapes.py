@@ -1,0 +1,52 @@
+"""Shape helpers: the one place where per-sample coefficients meet tensors of any rank."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def append_dims(coef: Tensor, ndim: int) -> Tensor:
+    """Append trailing singleton dimensions to ``coef`` until it has ``ndim`` dimensions.
+
+    A per-sample coefficient of shape ``(batch,)`` becomes ``(batch, 1, ..., 1)`` and so
+    broadcasts against ``x`` of shape ``(batch, ...)`` whatever its rank.
+    """
+    missing = ndim - coef.ndim
+    if missing < 0:
+        raise ValueError(f"coef has {coef.ndim} dims, more than the target {ndim}")
+    return coef.reshape(*coef.shape, *([1] * missing))
+
+
+def batch_time(t: float | Tensor, x: Tensor, T: float = 1.0) -> Tensor:
+    """Return ``t`` as a tensor of shape ``(batch,)`` on the device and dtype of ``x``.
+
+    A Python float or a 0-d tensor is broadcast to the batch of ``x``. Raises ``ValueError``
+    if the batch of ``t`` does not match ``x`` or if ``t`` leaves ``[0, T]``.
+    """
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"t must be a scalar or have shape (batch,) = ({x.shape[0]},); got {tuple(t.shape)}"
+        )
+    check_time(t, T)
+    return t
+
+
+def check_time(t: Tensor, T: float = 1.0) -> None:
+    """Raise ``ValueError`` naming ``t`` unless every entry lies in ``[0, T]``."""
+    if not bool(((t >= 0) & (t <= T)).all()):
+        raise ValueError(f"t must lie in [0, {T}]; got values in [{t.min():.4g}, {t.max():.4g}]")
+
+
+def flatten_batch(x: Tensor) -> Tensor:
+    """View ``(batch, ...)`` as ``(batch, D)``."""
+    return x.reshape(x.shape[0], -1)
+
+
+def require_finite(x: Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``x`` holds a NaN or an infinity."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf")
