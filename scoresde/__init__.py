@@ -2,7 +2,7 @@
 
 from scoresde.analytic import GaussianMixture, toy_mixture
 from scoresde.metrics import MixtureStats, mixture_stats, sliced_wasserstein
-from scoresde.sde import SDE, ReverseSDE, SubVPSDE, VESDE, VPSDE
+from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
 
 __version__ = "0.1.0"
 

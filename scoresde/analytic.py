@@ -154,13 +154,10 @@ class GaussianMixture:
     def _params(self, ref: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
         key = (ref.dtype, ref.device)
         if key not in self._cache:
-            diagonal = bool(
-                (self.eigvecs == torch.eye(self.dim, dtype=torch.float64)).all()
-            )
-            self._cache[key] = tuple(
-                v.to(dtype=ref.dtype, device=ref.device)
-                for v in (self.means, self.eigvals, self.eigvecs, self.weights.log())
-            ) + (diagonal,)
+            diagonal = bool((self.eigvecs == torch.eye(self.dim, dtype=torch.float64)).all())
+            tensors = (self.means, self.eigvals, self.eigvecs, self.weights.log())
+            moved = tuple(v.to(dtype=ref.dtype, device=ref.device) for v in tensors)
+            self._cache[key] = (*moved, diagonal)
         return self._cache[key]
 
 
