@@ -1,6 +1,7 @@
 """scoresde: score-based generative modelling through SDEs (VP / DDPM, sub-VP, VE / SMLD)."""
 
 from scoresde.analytic import GaussianMixture, toy_mixture
+from scoresde.likelihood import BitsPerDim, LikelihoodResult, bits_per_dim, log_likelihood
 from scoresde.metrics import MixtureStats, mixture_stats, sliced_wasserstein
 from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
 
@@ -17,4 +18,8 @@ __all__ = [
     "mixture_stats",
     "sliced_wasserstein",
     "toy_mixture",
+    "BitsPerDim",
+    "LikelihoodResult",
+    "bits_per_dim",
+    "log_likelihood",
 ]
