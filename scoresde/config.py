@@ -1,0 +1,224 @@
+"""Run configurations: YAML files loaded into typed dataclasses, with ``key=value`` overrides.
+
+A file holds up to six sections (``sde``, ``data``, ``model``, ``loss``, ``train``, ``sample``,
+``likelihood``) plus a ``name``; anything it leaves out keeps its default. An unknown key or a
+value of the wrong type raises ``ValueError`` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from scoresde.data import DATASETS
+from scoresde.losses import LOSS_KINDS, WEIGHTINGS
+from scoresde.score import PARAMETERIZATIONS
+from scoresde.training import AUTOCAST
+
+CHOICES = {
+    "sde.name": ("vp", "subvp", "ve"),
+    "data.name": DATASETS,
+    "model.name": ("mlp", "unet"),
+    "model.parameterization": PARAMETERIZATIONS,
+    "loss.kind": LOSS_KINDS,
+    "loss.weighting": WEIGHTINGS,
+    "train.autocast": AUTOCAST,
+}
+
+
+@dataclass
+class SDEConfig:
+    name: str = "vp"
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+
+
+@dataclass
+class DataConfig:
+    name: str = "mixture"
+    root: str = ""
+    n_train: int = 20_000
+    n_test: int = 2_000
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    parameterization: str = "eps"
+    width: int = 128
+    depth: int = 3
+    embed_dim: int = 64
+    channels: int = 32
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2])
+    num_res_blocks: int = 1
+    attn_resolutions: list[int] = field(default_factory=lambda: [4])
+    groups: int = 8
+
+
+@dataclass
+class LossConfig:
+    kind: str = "dsm"
+    weighting: str = "sigma2"
+    importance: bool = False
+    eps: float = 1e-5
+    n_steps: int = 1000
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 2e-3
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    accumulate: int = 1
+    autocast: str = "none"
+    seed: int = 0
+    log_every: int = 100
+    ckpt_every: int = 1000
+    eval_every: int = 0
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "pc"
+    steps: int = 500
+    n: int = 1000
+    batch_size: int = 1000
+    seed: int = 1
+    ema: bool = True
+
+
+@dataclass
+class LikelihoodConfig:
+    trace: str = "hutchinson"
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    eps: float = 1e-5
+    n: int = 500
+    batch_size: int = 500
+    seed: int = 2
+    ema: bool = True
+
+
+@dataclass
+class Config:
+    name: str = "toy2d_vp"
+    sde: SDEConfig = field(default_factory=SDEConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def fingerprint(self) -> dict:
+        """Everything that decides the trained parameters (not the step budget nor the outputs)."""
+        d = self.to_dict()
+        for key in ("steps", "log_every", "ckpt_every", "eval_every"):
+            d["train"].pop(key)
+        return {k: d[k] for k in ("sde", "data", "model", "loss", "train")}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read ``path`` (or the embedded default, toy2d_vp, if ``None``) and apply ``key=value`` overrides.
+
+    An override's value is parsed as YAML (``train.lr=1e-3``, ``model.channel_mult=[1,2,2]``).
+    """
+    source = "<default>" if path is None else str(path)
+    raw = {} if path is None else _read_yaml(Path(path))
+    cfg = from_dict(raw, source)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must have the form key=value")
+        set_value(cfg, key.strip(), yaml.safe_load(value), "--set")
+    return cfg
+
+
+def from_dict(raw: dict, source: str = "<dict>") -> Config:
+    """Build a :class:`Config` from nested dicts, checking every key and type against ``source``."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: the top level must be a mapping of sections")
+    cfg = Config()
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                set_value(cfg, f"{key}.{sub}", subvalue, source)
+        else:
+            set_value(cfg, key, value, source)
+    return cfg
+
+
+def set_value(cfg: Config, key: str, value, source: str) -> None:
+    """Set dotted ``key`` (``"train.lr"``) on ``cfg`` after checking it exists and its type."""
+    target, parts = cfg, key.split(".")
+    for depth, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(target)}
+        if part not in names:
+            where = ".".join(parts[:depth]) or "top level"
+            raise ValueError(
+                f"{source}: unknown key {key!r} (valid keys at {where}: {sorted(names)})"
+            )
+        if depth == len(parts) - 1:
+            hint = typing.get_type_hints(type(target))[part]
+            if dataclasses.is_dataclass(hint):
+                raise ValueError(f"{source}: key {key!r} is a section; set its keys instead")
+            value = _coerce(value, hint, key, source)
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ValueError(f"{source}: key {key!r} must be one of {CHOICES[key]}; got {value!r}")
+            setattr(target, part, value)
+        else:
+            target = getattr(target, part)
+            if not dataclasses.is_dataclass(target):
+                raise ValueError(f"{source}: key {key!r}: {part!r} is not a section")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write ``cfg`` as YAML (a file :func:`load_config` reads back to an equal config)."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _coerce(value, hint, key: str, source: str):
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        (item,) = set(typing.get_args(hint))
+        if not isinstance(value, list):
+            raise ValueError(f"{source}: key {key!r} must be a list of {item.__name__}; got {value!r}")
+        return [_coerce(v, item, key, source) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"config field {key!r} has an unsupported type {hint}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ValueError(
+            f"{source}: key {key!r} must be of type {hint.__name__}; got {value!r} "
+            f"({type(value).__name__})"
+        )
+    return value
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    return raw or {}
