@@ -1,0 +1,198 @@
+"""DPM-Solver++ multistep solvers of the probability-flow ODE in log-SNR time (Lu et al., 2022).
+
+For any affine SDE write ``α = m(t)``, ``σ = std(t)`` and the half log-SNR ``λ(t) = log(α / σ)``.
+With the data prediction ``D(x, t) = (x + σ^2 s(x, t)) / α`` (Tweedie), the probability-flow ODE
+has the exact solution from ``s`` to ``t``
+
+    x_t = (σ_t / σ_s) x_s + σ_t ∫_{λ_s}^{λ_t} e^{λ} D(x_λ, λ) dλ,
+
+and a multistep solver replaces ``D`` by its polynomial extrapolation through the previous
+steps' predictions. With ``h = λ_t - λ_s`` the first-order step is DDIM,
+``x_t = (σ_t / σ_s) x_s - α_t (e^{-h} - 1) D_s``. One score evaluation per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from scoresde.samplers.common import Callback, ScoreFn, coef, report, tweedie
+from scoresde.samplers.grids import check_grid_args
+from scoresde.shapes import batch_time
+
+
+def log_snr(sde, t: Tensor) -> Tensor:
+    """``λ(t) = log(m(t) / std(t))``, decreasing in ``t``."""
+    return sde.mean_coef(t).log() - sde.std(t).log()
+
+
+def dpm_solver_pp(
+    score_fn: ScoreFn,
+    sde,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    order: int = 2,
+    lower_order_final: bool = True,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """DPM-Solver++(``order``M) along the grid ``ts`` (``T`` down to ``eps``); ``order`` in 1, 2, 3.
+
+    Step ``i`` uses ``min(order, i + 1)`` predictions (lower-order warm-up) and, with
+    ``lower_order_final`` and fewer than 15 steps, drops to lower order on the last steps, where
+    ``h`` is largest. ``generator`` is unused: the method is deterministic.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3; got {order!r}")
+    ts = ts.to(dtype=x.dtype, device=x.device)
+    lambdas = log_snr(sde, ts)
+    n_steps = len(ts) - 1
+    preds: list[Tensor] = []
+    for i in range(n_steps):
+        t, t_next = batch_time(ts[i], x, sde.T), batch_time(ts[i + 1], x, sde.T)
+        preds = [*preds, tweedie(score_fn, sde, x, t)][-order:]
+        k = min(order, i + 1)
+        if lower_order_final and n_steps < 15:
+            k = min(k, n_steps - i)
+        h = lambdas[i + 1] - lambdas[i]
+        hs = [lambdas[i - j] - lambdas[i - j - 1] for j in range(k - 1)]
+        ratio = coef(sde.std(t_next) / sde.std(t), x)
+        x = ratio * x + coef(sde.mean_coef(t_next), x) * _increment(preds[-k:], h, hs)
+        report(f"dpm++{order}m", i, ts[i + 1], x, callback)
+    return x
+
+
+def _increment(preds: list[Tensor], h: Tensor, hs: list[Tensor]) -> Tensor:
+    """``∫_0^h e^{-(h-u)} D(u) du``-type weights times the extrapolated data predictions.
+
+    ``preds`` oldest first; ``hs[j]`` is the log-SNR step ``j + 1`` steps back. Order 1:
+    ``-(e^{-h} - 1) D_0``; order 2 adds ``-(e^{-h} - 1) D_1 / 2`` with ``D_1 = (D_0 - D_{-1}) / r_0``;
+    order 3 uses ``φ_1 = (e^{-h} - 1)/h + 1`` and ``φ_2 = (e^{-h} - 1 + h)/h^2 - 1/2`` on the first
+    and second divided differences (DPM-Solver++(3M)).
+    """
+    phi0 = torch.expm1(-h)
+    d0 = preds[-1]
+    if len(preds) == 1:
+        return -phi0 * d0
+    r0 = hs[0] / h
+    d1_0 = (d0 - preds[-2]) / r0
+    if len(preds) == 2:
+        return -phi0 * d0 - 0.5 * phi0 * d1_0
+    r1 = hs[1] / h
+    d1_1 = (preds[-2] - preds[-3]) / r1
+    d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
+    d2 = (d1_0 - d1_1) / (r0 + r1)
+    phi1 = phi0 / h + 1
+    phi2 = (phi0 + h) / h**2 - 0.5
+    return -phi0 * d0 + phi1 * d1 - phi2 * d2
+
+
+def logsnr_grid(sde, steps: int, eps: float) -> Tensor:
+    """Times uniform in ``λ``: ``λ_i = λ(T) + (i / steps)(λ(eps) - λ(T))``, ``i = 0..steps``.
+
+    ``λ`` is inverted by bisection on ``[eps, T]``; ``ts[0] = T`` and ``ts[-1] = eps`` exactly.
+    """
+    check_grid_args(sde, steps, eps)
+    ends = torch.tensor([sde.T, eps], dtype=torch.float64)
+    lam_T, lam_eps = log_snr(sde, ends)
+    levels = torch.linspace(float(lam_T), float(lam_eps), steps + 1, dtype=torch.float64)
+    lo = torch.full_like(levels, eps)
+    hi = torch.full_like(levels, sde.T)
+    for _ in range(int(math.log2((sde.T - eps) / 1e-16)) + 1):
+        mid = 0.5 * (lo + hi)
+        below = log_snr(sde, mid) < levels
+        hi = torch.where(below, mid, hi)
+        lo = torch.where(below, lo, mid)
+    ts = 0.5 * (lo + hi)
+    ts[0], ts[-1] = sde.T, eps
+    return ts
+
+
+def unipc(
+    score_fn: ScoreFn,
+    sde,
+    x: Tensor,
+    ts: Tensor,
+    *,
+    order: int = 3,
+    lower_order_final: bool = False,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """UniPC (Zhao et al., 2023) with ``B(h) = e^{-h} - 1``, data prediction, in log-SNR time.
+
+    Each step is the UniP-``k`` predictor, a DPM-Solver++ step whose extrapolation weights solve
+    ``R ρ = b`` with ``R_{jl} = r_l^{j-1}`` (``r_l`` the log-SNR offsets of earlier steps, in
+    units of ``h``) and ``b_j = j! φ_{j+1}(h) / B(h)``. The prediction ``D`` at the new point,
+    needed anyway by the next step, then corrects that step (UniC-``k``, one order higher), so the
+    corrector costs no score evaluation. ``order`` in 1, 2, 3; deterministic (``generator`` unused).
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3; got {order!r}")
+    ts = ts.to(dtype=x.dtype, device=x.device)
+    lambdas = log_snr(sde, ts)
+    n_steps = len(ts) - 1
+    preds = [tweedie(score_fn, sde, x, batch_time(ts[0], x, sde.T))]
+    for i in range(n_steps):
+        k = min(order, i + 1)
+        if lower_order_final:
+            k = min(k, n_steps - i)
+        t_next = batch_time(ts[i + 1], x, sde.T)
+        step = _UniStep(sde, ts[i], ts[i + 1], lambdas[i - k + 1 : i + 2], preds[-k:], x)
+        x_pred = step.predict()
+        if i < n_steps - 1:
+            preds.append(tweedie(score_fn, sde, x_pred, t_next))
+            x = step.correct(preds[-1])
+        else:
+            x = x_pred
+        preds = preds[-order:]
+        report(f"unipc{order}", i, ts[i + 1], x, callback)
+    return x
+
+
+class _UniStep:
+    """One UniPC step from ``λ_s = lambdas[-2]`` to ``λ_t = lambdas[-1]`` with the ``k``
+    data predictions ``preds`` (oldest first, the last one at ``s``)."""
+
+    def __init__(self, sde, s: Tensor, t: Tensor, lambdas: Tensor, preds: list[Tensor], x: Tensor):
+        self.h = lambdas[-1] - lambdas[-2]
+        self.m0 = preds[-1]
+        r = [(lam - lambdas[-2]) / self.h for lam in lambdas[:-2]]
+        self.diffs = [(p - self.m0) / rk for p, rk in zip(preds[:-1], r, strict=True)]
+        self.R, self.b = _unipc_system([*r, torch.ones_like(self.h)], self.h)
+        self.alpha_t = sde.mean_coef(t)
+        self.phi1 = torch.expm1(-self.h)
+        self.base = sde.std(t) / sde.std(s) * x - self.alpha_t * self.phi1 * self.m0
+
+    def predict(self) -> Tensor:
+        """UniP: ``x_t = base - α_t B(h) Σ_l ρ_l D_l`` with ``ρ = R[:-1,:-1]^{-1} b[:-1]``."""
+        if not self.diffs:
+            return self.base
+        rho = torch.linalg.solve(self.R[:-1, :-1], self.b[:-1])
+        return self.base - self.alpha_t * self.phi1 * _weighted(rho, self.diffs)
+
+    def correct(self, m_t: Tensor) -> Tensor:
+        """UniC: the same with the new difference ``m_t - m_0`` (``r = 1``) and ``ρ = R^{-1} b``."""
+        rho = torch.linalg.solve(self.R, self.b)
+        return self.base - self.alpha_t * self.phi1 * _weighted(rho, [*self.diffs, m_t - self.m0])
+
+
+def _unipc_system(r: list[Tensor], h: Tensor) -> tuple[Tensor, Tensor]:
+    """``R_{jl} = r_l^{j-1}`` and ``b_j = j! φ_{j+1}(-h) / B(h)``, ``j = 1..k``, where
+    ``φ_1(z) = (e^z - 1)/z`` and ``φ_{j+1}(z) = (φ_j(z) - 1/j!)/z`` (bh2 variant, ``B(h) = e^{-h} - 1``)."""
+    z = -h
+    phi = torch.expm1(z) / z - 1
+    rows, b, factorial = [], [], 1.0
+    for j in range(1, len(r) + 1):
+        rows.append(torch.stack(r) ** (j - 1))
+        b.append(phi * factorial / torch.expm1(z))
+        factorial *= j + 1
+        phi = phi / z - 1 / factorial
+    return torch.stack(rows), torch.stack(b)
+
+
+def _weighted(weights: Tensor, tensors: list[Tensor]) -> Tensor:
+    return sum(w * d for w, d in zip(weights, tensors, strict=True))
