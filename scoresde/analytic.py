@@ -193,7 +193,7 @@ def toy_mixture() -> GaussianMixture:
     """The 2-D three-component test mixture used throughout tests, examples and benchmarks.
 
     Unequal weights (0.5, 0.3, 0.2), one isotropic, one axis-aligned and one correlated
-    component, means about 3 apart (largest pairwise distance ≈ 7, well below σ_max = 50).
+    component; the means are 5.8 to 6 apart (well below σ_max = 50).
     """
     covs = torch.tensor(
         [[[0.25, 0.0], [0.0, 0.25]], [[0.64, 0.0], [0.0, 0.09]], [[0.5, 0.3], [0.3, 0.4]]],
