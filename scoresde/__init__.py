@@ -1,8 +1,10 @@
 """scoresde: score-based generative modelling through SDEs (VP / DDPM, sub-VP, VE / SMLD)."""
 
 from scoresde.analytic import GaussianMixture, toy_mixture
+from scoresde.elbo import ElboResult, elbo, elbo_bits_per_dim
 from scoresde.likelihood import BitsPerDim, LikelihoodResult, bits_per_dim, log_likelihood
 from scoresde.metrics import MixtureStats, mixture_stats, sliced_wasserstein
+from scoresde.samplers import SampleInfo, sample
 from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
 
 __version__ = "0.1.0"
@@ -12,14 +14,19 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "BitsPerDim",
+    "ElboResult",
     "GaussianMixture",
     "LikelihoodResult",
     "MixtureStats",
     "ReverseSDE",
+    "SampleInfo",
     "SubVPSDE",
     "bits_per_dim",
+    "elbo",
+    "elbo_bits_per_dim",
     "log_likelihood",
     "mixture_stats",
+    "sample",
     "sliced_wasserstein",
     "toy_mixture",
 ]
