@@ -45,8 +45,7 @@ and ``bits/dim = nats / (D ln 2)`` as in the DDPM paper.
 
 Standard errors (``*_se``, per sample) are those of the Monte-Carlo estimate given ``x``. For
 the all-steps sum (one draw per step, a stratified sample) the variance is estimated by
-successive differences, ``Var ≈ (N-1)/(N-2) Σ (L_{n+1} - L_n)^2 / 2`` (von Neumann), which
-over-estimates it slightly where the mean of the terms changes from step to step.
+successive differences (von Neumann; see ``_successive_difference_se``).
 """
 
 from __future__ import annotations
@@ -326,9 +325,7 @@ def _discrete(score_fn, sde, data, steps, n_t, n_rec, variance, generator, chunk
         chunk_size=chunk_size,
     )
     if n_t is None:
-        k = steps - 1
-        diffusion = terms.sum(0)
-        diffusion_se = (0.5 * terms.diff(dim=0).pow(2).sum(0) * k / (k - 1)).sqrt()
+        diffusion, diffusion_se = terms.sum(0), _successive_difference_se(terms)
     else:
         diffusion, diffusion_se = ((steps - 1) * s for s in _mean_se(terms))
     first = torch.zeros(n_rec, B, dtype=torch.long, device=x0.device)
@@ -344,6 +341,17 @@ def _discrete(score_fn, sde, data, steps, n_t, n_rec, variance, generator, chunk
         prior + diffusion + reconstruction, prior, diffusion, reconstruction,
         diffusion_se, reconstruction_se, idx.shape[0] + n_rec, "discrete",
     )
+
+
+def _successive_difference_se(terms: Tensor) -> Tensor:
+    """Standard error of ``Σ_n L_n`` from one draw per step (von Neumann's successive differences).
+
+    Each step's variance is the mean of ``d^2 / 2`` over its adjacent differences
+    ``d = L_{n+1} - L_n`` (one for the end steps): ``Σ_j d_j^2 / 2 + (d_first^2 + d_last^2) / 4``,
+    unbiased where the variance and mean change slowly with ``n``.
+    """
+    d2 = terms.diff(dim=0).pow(2)
+    return (0.5 * d2.sum(0) + 0.25 * (d2[0] + d2[-1])).sqrt()
 
 
 def _reconstruction(score_fn, chain: _Chain, data: _Data, x0: Tensor, i: Tensor, generator):
