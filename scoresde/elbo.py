@@ -181,6 +181,18 @@ def elbo_bits_per_dim(
     return nats_to_bits_per_dim(res.nll_bound, dim, num_levels=None)
 
 
+def elbo_nll(
+    score_fn: ScoreFn, sde: SDE, y: Tensor, generator: torch.Generator | None = None, **elbo_kwargs
+) -> tuple[Tensor, int]:
+    """``bits_per_dim(estimator="elbo")``: ``(nll_bound, nfe)`` of dequantised continuous ``y``.
+
+    The bound replaces the ODE's ``-log p_y(y)`` in the dequantisation arithmetic of
+    ``scoresde.dequantize``; ``elbo_kwargs`` (``kind``, ``steps``, ``n_t``, …) go to :func:`elbo`.
+    """
+    res = elbo(score_fn, sde, y, generator=generator, **elbo_kwargs)
+    return res.nll_bound, res.nfe
+
+
 def ddpm_denoising_kl(
     score_fn: ScoreFn,
     sde: VPSDE,

@@ -32,6 +32,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from scoresde.dequantize import check_levels, dequantize, nats_to_bits_per_dim
+from scoresde.elbo import elbo_nll
 from scoresde.sde import SDE, ScoreFn
 from scoresde.shapes import flatten_batch, require_finite
 
@@ -274,7 +275,7 @@ def _ode_nll(score_fn: ScoreFn, sde: SDE, y: Tensor, generator: torch.Generator 
     return -res.logp, res.nfe
 
 
-ESTIMATORS: dict[str, Callable[..., tuple[Tensor, int]]] = {"ode": _ode_nll}
+ESTIMATORS: dict[str, Callable[..., tuple[Tensor, int]]] = {"ode": _ode_nll, "elbo": elbo_nll}
 """``name -> f(score_fn, sde, y, generator, **kw) -> (nll nats per sample, nfe)``."""
 
 
@@ -298,8 +299,9 @@ def bits_per_dim(
     Each sample is dequantised ``n_dequant`` times, ``y = (hi - lo)(x + U)/L + lo``, and
     ``bpd = (-log p_y(y) - D ln(hi - lo)) / (D ln 2) + log2(L)`` (see ``scoresde.dequantize``)
     is averaged over the draws: an upper bound, in expectation, on the discrete model's bits/dim.
-    ``-log p_y`` comes from ``estimator`` (``"ode"``: :func:`log_likelihood`, ``ode_kw`` passed
-    on). Data stay on their device; ``dtype`` defaults to torch's default float dtype.
+    ``-log p_y`` comes from ``estimator`` (``"ode"``: :func:`log_likelihood`; ``"elbo"``: the
+    variational bound :func:`scoresde.elbo`; ``ode_kw`` passed on). Data stay on their device;
+    ``dtype`` defaults to torch's default float dtype.
     """
     _check_choice("estimator", estimator, tuple(ESTIMATORS))
     check_levels(data, num_levels, "data")
