@@ -120,7 +120,7 @@ def elbo(
     n_t: int | None = None,
     n_rec: int = 16,
     variance: str = "beta",
-    eps: float = 1e-5,
+    eps: float | None = None,
     importance: bool = True,
     num_levels: int = 256,
     data_range: tuple[float, float] = (-1.0, 1.0),
@@ -139,7 +139,9 @@ def elbo(
             continuous: number of sampled times (``None``: 128).
         n_rec: draws of the noisy input of the reconstruction term (``>= 2``).
         variance: the discrete reverse variance, ``"beta"`` or ``"beta_tilde"``.
-        eps: start time of the continuous bound, ``0 < eps < T``.
+        eps: start time of the continuous bound, ``0 < eps < T``. Default ``1e-5`` for floating
+            data; for integer data the time where the decoder's ``std / m`` is half a bin (see
+            ``_bin_time``), at least ``1e-5``: decoding much finer than a bin wastes bits.
         importance: continuous only: sample ``t`` with density ``∝ g^2 / std^2``, else uniformly.
         num_levels, data_range: integer data ``k`` is decoded at ``lo + k (hi - lo) / (L - 1)``.
         generator: random generator for every draw.
@@ -156,6 +158,8 @@ def elbo(
     data = _prepare(x, num_levels, data_range)
     if kind == "discrete":
         return _discrete(score_fn, sde, data, steps, n_t, n_rec, variance, generator, chunk_size)
+    if eps is None:
+        eps = 1e-5 if data.half_width is None else max(1e-5, _bin_time(sde, data.half_width))
     return _continuous(score_fn, sde, data, n_t or 128, n_rec, eps, importance, generator, chunk_size)
 
 
@@ -410,6 +414,16 @@ def _continuous(score_fn, sde, data, n_t, n_rec, eps, importance, generator, chu
         prior + diffusion + reconstruction, prior, diffusion, reconstruction,
         diffusion_se, reconstruction_se, n_t + n_rec, "continuous",
     )
+
+
+def _bin_time(sde: SDE, half_width: float, iters: int = 60) -> float:
+    """The ``t`` with ``std(t) / m(t) = half_width`` by bisection (``std / m`` grows with ``t``)."""
+    lo, hi = 0.0, sde.T
+    for _ in range(iters):
+        mid = torch.tensor(0.5 * (lo + hi), dtype=torch.float64)
+        below = float(sde.std(mid) / sde.mean_coef(mid)) < half_width
+        lo, hi = (float(mid), hi) if below else (lo, float(mid))
+    return 0.5 * (lo + hi)
 
 
 def _sample_times(sde: SDE, eps: float, importance: bool, shape, like: Tensor, generator):

@@ -154,11 +154,14 @@ def test_discrete_bound_equals_closed_form_on_a_gaussian(gaussian_data, variance
     _assert_calibrated(res.nll_bound - bound, res.nll_bound_se)
 
 
-@pytest.mark.parametrize("importance", [True, False])
-def test_continuous_bound_equals_closed_form_on_a_gaussian(gaussian_data, importance):
+@pytest.mark.parametrize(
+    ("sde", "importance"),
+    [(ss.VPSDE(), True), (ss.VPSDE(), False), (ss.SubVPSDE(), True), (ss.VESDE(0.01, 5.0), True)],
+)
+def test_continuous_bound_equals_closed_form_on_a_gaussian(gaussian_data, sde, importance):
     """The g^2-weighted DSM bound's terms match their quadrature / closed forms within MC error."""
     gm, x = gaussian_data
-    sde, eps = ss.VPSDE(), 1e-4
+    eps = 1e-4
     res = ss.elbo(gm.score_fn(sde), sde, x, kind="continuous", eps=eps, importance=importance,
                   generator=torch.Generator().manual_seed(2))
     prior, diffusion, rec = continuous_analytic(sde, x, eps)
