@@ -43,6 +43,14 @@ with DDPM's discretised Gaussian (each value's bin ``[y - δ, y + δ]``, ``δ`` 
 the end bins extended to ``±∞``), so the bound is on ``-log P(x)`` of the integers themselves
 and ``bits/dim = nats / (D ln 2)`` as in the DDPM paper.
 
+Which density is bounded: that of the model "prior -> reverse process -> decoder", not
+``p_0``. With the exact score the gap to ``-log p_0(x)`` is only the prior mismatch, the
+decoder's Gaussian approximation and (discrete) the Gaussian reverse kernels, so over
+``x ~ p_0`` the mean bound is ``>= E[-log p_0]`` and close to it. Bits/dim: ``elbo_bits_per_dim``
+gives DDPM's number (discretised decoder on the integers); ``ss.bits_per_dim(...,
+estimator="elbo")`` puts the bound on dequantised data through ``scoresde.dequantize``, the
+same arithmetic as the ODE estimate.
+
 Standard errors (``*_se``, per sample) are those of the Monte-Carlo estimate given ``x``. For
 the all-steps sum (one draw per step, a stratified sample) the variance is estimated by
 successive differences (von Neumann; see ``_successive_difference_se``).
@@ -140,12 +148,17 @@ def elbo(
         n_rec: draws of the noisy input of the reconstruction term (``>= 2``).
         variance: the discrete reverse variance, ``"beta"`` or ``"beta_tilde"``.
         eps: start time of the continuous bound, ``0 < eps < T``. Default ``1e-5`` for floating
-            data; for integer data the time where the decoder's ``std / m`` is half a bin (see
-            ``_bin_time``), at least ``1e-5``: decoding much finer than a bin wastes bits.
+            data; for integer data the time where the decoder's ``std(t) / m(t)`` is half a bin
+            (at least ``1e-5``): decoding much finer than a bin wastes bits.
         importance: continuous only: sample ``t`` with density ``∝ g^2 / std^2``, else uniformly.
         num_levels, data_range: integer data ``k`` is decoded at ``lo + k (hi - lo) / (L - 1)``.
         generator: random generator for every draw.
         chunk_size: rows per call of ``score_fn``.
+
+    Raises:
+        ValueError: naming the argument, for an unknown ``kind`` / ``variance``, ``steps < 2`` or
+            a ``β_n >= 1``, a non-VP SDE with ``kind="discrete"``, integer data outside
+            ``[0, num_levels)``, ``n_t`` or ``n_rec < 2``, ``eps`` outside ``(0, T)``.
     """
     _check_choice("kind", kind, KINDS)
     _check_choice("variance", variance, VARIANCES)
