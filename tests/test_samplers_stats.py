@@ -1,0 +1,132 @@
+"""Every sampler reproduces the oracle's Gaussian mixture, with exact scores and no training.
+
+Tolerances (derived once here, used by every test below):
+
+* Weights: the soft component counts of ``n`` exact samples give a statistic ``χ²`` with
+  ``K - 1`` degrees of freedom; we accept ``χ² <= χ²_{K-1}.isf(1e-3)`` (13.8 for ``K = 3``), a
+  0.1 % false-alarm rate for an exact sampler.
+* Component means and variances: ``mixture_stats`` turns each into a z-score with its sampling
+  error (``sqrt(Σ_dd / n_k)`` and ``Σ_dd sqrt(2 / n_k)``). With ``m = 2 K d`` z-scores, a
+  Bonferroni bound ``|z| <= Φ^{-1}(1 - 1e-3 / (2 m))`` (3.94 for ``d = 2``, 4.42 for ``d = 16``)
+  keeps the family-wise false-alarm rate below 0.1 %.
+* Sliced-W2 to a fresh exact sample of the same size: under an exact sampler the distance has
+  the law of the distance between two independent exact samples (the noise floor, dominated by
+  the multinomial noise of the weights). We draw 8 such exact pairs, and accept
+  ``SW <= mean + 4 sd`` of their distances (Cantelli: at most 1/17 for one test if the floor's
+  mean and sd were known; the floor is near-Gaussian so the real rate is far smaller).
+
+Discretisation bias: the step counts below were chosen by running each sampler on 30,000 points
+(10x the test size) and keeping the bias below ~1 z-unit at n = 3,000 (|z| at 30,000 / sqrt(10));
+e.g. VP Euler–Maruyama: |z| <= 1.8 at 250 steps; DDIM needs 100 steps (|z| = 8 at 30,000 with
+50), Heun 40 steps (|z| = 10 at 30,000 with 18). The Tweedie denoising step and stopping at
+``eps`` change the variances by ``std(eps)^2 / Σ_dd <= 1.3e-3`` relative, far below the
+resolution ``sqrt(2 / n_k) >= 0.058``. Seeds are fixed, so the outcome is deterministic.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from scipy import stats
+
+import scoresde as ss
+
+N = 3000
+FALSE_ALARM = 1e-3
+SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
+ALD = {"steps": 200, "n_steps_each": 5, "step_lr": 1e-4}
+COMMON = [
+    ("em", {"steps": 250}),
+    ("reverse_diffusion", {"steps": 250}),
+    ("pc", {"steps": 250, "corrector": "ald"}),
+    ("ode", {}),
+    ("ddim", {"steps": 100}),
+    ("heun", {"steps": 40}),
+]
+CASES = (
+    [("vp", s, o) for s, o in COMMON]
+    + [("vp", "ancestral", {"steps": 250}), ("vp", "ddim", {"steps": 250, "eta": 1.0})]
+    + [("subvp", s, o) for s, o in COMMON]
+    + [("ve", s, o) for s, o in COMMON]
+    + [("ve", "ancestral", {"steps": 250}), ("ve", "ald", ALD)]
+)
+
+
+def mixture16() -> ss.GaussianMixture:
+    """A 16-D, three-component mixture: means ~3 from the origin, per-axis stds in [0.3, 0.8]."""
+    g = torch.Generator().manual_seed(16)
+    means = 3.0 * torch.nn.functional.normalize(torch.randn(3, 16, generator=g, dtype=torch.float64), dim=1)
+    stds = 0.3 + 0.5 * torch.rand(3, 16, generator=g, dtype=torch.float64)
+    return ss.GaussianMixture(means, stds, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+
+
+@functools.cache
+def sw_bound(dim: int) -> float:
+    """``mean + 4 sd`` of the sliced-W2 between 8 pairs of exact samples of size ``N``."""
+    gm = ss.toy_mixture() if dim == 2 else mixture16()
+    g = torch.Generator().manual_seed(100)
+    floor = torch.tensor([
+        ss.sliced_wasserstein(gm.sample(N, g), gm.sample(N, g), generator=torch.Generator().manual_seed(7))
+        for _ in range(8)
+    ])
+    return float(floor.mean() + 4 * floor.std())
+
+
+def check_against_oracle(gm: ss.GaussianMixture, x: torch.Tensor) -> None:
+    """The χ², z and sliced-W2 acceptance tests of the module docstring."""
+    st = ss.mixture_stats(gm, x)
+    chi2_max = stats.chi2.isf(FALSE_ALARM, st.dof)
+    z_max = stats.norm.isf(FALSE_ALARM / (2 * 2 * gm.n_components * gm.dim))
+    assert st.chi2 <= chi2_max, f"weights {st.weights.tolist()}: chi2 {st.chi2:.1f} > {chi2_max:.1f}"
+    assert st.max_abs_z <= z_max, f"max |z| {st.max_abs_z:.2f} > {z_max:.2f}"
+    ref = gm.sample(N, generator=torch.Generator().manual_seed(2))
+    sw = ss.sliced_wasserstein(x, ref, generator=torch.Generator().manual_seed(7))
+    assert sw <= sw_bound(gm.dim), f"sliced W2 {sw:.3f} > {sw_bound(gm.dim):.3f}"
+
+
+@pytest.mark.parametrize(
+    ("sde_name", "sampler", "options"), CASES,
+    ids=[f"{d}-{s}-" + "-".join(f"{k}={v}" for k, v in o.items()) for d, s, o in CASES],
+)
+def test_sampler_reproduces_toy_mixture(sde_name, sampler, options):
+    """n = 3,000 samples of the 2-D toy mixture pass the χ², z and sliced-W2 tests above."""
+    gm, sde = ss.toy_mixture(), SDES[sde_name]
+    x, info = ss.sample(gm.score_fn(sde), sde, (N, 2), sampler, generator=torch.Generator().manual_seed(1),
+                        dtype=torch.float64, **options)
+    assert x.shape == (N, 2) and info.nfe > 0
+    check_against_oracle(gm, x)
+
+
+@pytest.mark.parametrize(("sde_name", "sampler", "options"), [
+    ("vp", "pc", {"steps": 250, "snr": 0.03}),
+    ("ve", "ode", {}),
+])
+def test_sampler_reproduces_16d_mixture(sde_name, sampler, options):
+    """d = 16: PC with the per-sample Langevin corrector and the adaptive PF-ODE pass the same
+    tests with m = 2 K d = 96 z-scores.
+
+    The per-sample step ``ε = 2 α (r ||z|| / ||s||)^2`` depends on the position (through ``||s||``)
+    and on the very noise it scales, so each corrector step inflates the variance by a bias that
+    grows like ``r^2`` and does not shrink with more steps: measured at n = 3,000, max variance
+    |z| = 13 at the default r = 0.16, 5.0 at r = 0.05, 3.6 at r = 0.03. We test r = 0.03.
+    """
+    gm, sde = mixture16(), SDES[sde_name]
+    x, _ = ss.sample(gm.score_fn(sde), sde, (N, 16), sampler, generator=torch.Generator().manual_seed(1),
+                     dtype=torch.float64, **options)
+    check_against_oracle(gm, x)
+
+
+@pytest.mark.parametrize(("sampler", "options"), [
+    ("em", {"steps": 10}),
+    ("ald", {"steps": 10, "n_steps_each": 100, "step_lr": 2e-5}),
+])
+def test_checks_detect_a_biased_sampler(sampler, options):
+    """The acceptance tests can fail: 10-step Euler–Maruyama and NCSN's original annealed Langevin
+    settings (10 levels x 100 steps, ε = 2e-5) are rejected on the same n = 3,000."""
+    gm, sde = ss.toy_mixture(), SDES["ve"]
+    x, _ = ss.sample(gm.score_fn(sde), sde, (N, 2), sampler, generator=torch.Generator().manual_seed(1),
+                     dtype=torch.float64, **options)
+    with pytest.raises(AssertionError):
+        check_against_oracle(gm, x)
