@@ -70,21 +70,33 @@ def _matched_times(sde: ss.VPSDE, abar: np.ndarray) -> np.ndarray:
     return np.array([solve(a) for a in abar])
 
 
-def discrete_analytic(sde: ss.VPSDE, x0: torch.Tensor, steps: int, variance: str):
-    """Closed-form ``(prior, diffusion, reconstruction, model_nll)`` per sample, see module doc."""
-    x0, mu, sig2 = x0.numpy(), MU.numpy(), SIGMA.numpy() ** 2
+def _chain_coefficients(sde: ss.VPSDE, steps: int, variance: str) -> dict[str, np.ndarray]:
+    """Per step: ``β, α, ᾱ``, ``μ_θ = A x_n + b`` (exact Gaussian score), ``μ̃ = c0 x_0 + c1 x_n``,
+    ``β̃`` and the reverse variance ``var_p``."""
+    mu, sig2 = MU.numpy(), SIGMA.numpy() ** 2
     beta = sde.ddpm_betas(steps).numpy()
     alpha, abar = 1 - beta, np.cumprod(1 - beta)
     abar_prev = np.concatenate([[1.0], abar[:-1]])
     t = torch.tensor(_matched_times(sde, abar))
     a, sd = sde.mean_coef(t).numpy()[:, None], sde.std(t).numpy()[:, None]
     v = a**2 * sig2 + sd**2
-    A = (1 - beta[:, None] / v) / np.sqrt(alpha)[:, None]
-    b = beta[:, None] * a * mu / v / np.sqrt(alpha)[:, None]
     beta_t = beta * (1 - abar_prev) / (1 - abar)
-    c0 = np.sqrt(abar_prev) * beta / (1 - abar)
-    c1 = np.sqrt(alpha) * (1 - abar_prev) / (1 - abar)
-    var_p = beta if variance == "beta" else beta_t
+    return {
+        "beta": beta, "alpha": alpha, "abar": abar, "beta_t": beta_t,
+        "A": (1 - beta[:, None] / v) / np.sqrt(alpha)[:, None],
+        "b": beta[:, None] * a * mu / v / np.sqrt(alpha)[:, None],
+        "c0": np.sqrt(abar_prev) * beta / (1 - abar),
+        "c1": np.sqrt(alpha) * (1 - abar_prev) / (1 - abar),
+        "var_p": beta if variance == "beta" else beta_t,
+    }
+
+
+def discrete_analytic(sde: ss.VPSDE, x0: torch.Tensor, steps: int, variance: str):
+    """Closed-form ``(prior, diffusion, reconstruction, model_nll)`` per sample, see module doc."""
+    x0, mu = x0.numpy(), MU.numpy()
+    co = _chain_coefficients(sde, steps, variance)
+    beta, abar, beta_t, A, b = (co[k] for k in ("beta", "abar", "beta_t", "A", "b"))
+    c0, c1, var_p = co["c0"], co["c1"], co["var_p"]
     k = c0[:, None] + (c1[:, None] - A) * np.sqrt(abar)[:, None]
     noise_sq = (c1[:, None] - A) ** 2 * (1 - abar)[:, None]
     msq = (k[:, None] * x0 - b[:, None]) ** 2 + noise_sq[:, None]
@@ -169,6 +181,29 @@ def test_continuous_bound_equals_closed_form_on_a_gaussian(gaussian_data, sde, i
     assert abs(_z(res.diffusion - diffusion, res.diffusion_se)) < Z_MAX
     assert abs(_z(res.reconstruction - rec, res.reconstruction_se)) < Z_MAX
     _assert_calibrated(res.nll_bound - (prior + diffusion + rec), res.nll_bound_se)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_denoising_kl_given_x_n_is_the_closed_form(variance):
+    """Same draws of ``x_n`` (same seed): the library's KL equals the closed form to rounding.
+
+    This pins the model mean ``(x_n + β_n s(x_n, t_n)) / sqrt(α_n)`` and the time ``t_n`` with
+    ``m(t_n)^2 = ᾱ_n`` (root-found here), for which the exact score of the Gaussian is exact.
+    """
+    gm, sde, steps = _gaussian(), ss.VPSDE(), 100
+    gen = torch.Generator().manual_seed(8)
+    x0 = gm.sample(64, generator=gen)
+    n = torch.randint(2, steps + 1, (64,), generator=gen)
+    lib = ddpm_denoising_kl(gm.score_fn(sde), sde, x0, n, steps=steps, variance=variance,
+                            generator=torch.Generator().manual_seed(9))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9), dtype=x0.dtype)
+    co = {k: torch.from_numpy(np.asarray(v))[n - 1] for k, v in
+          _chain_coefficients(sde, steps, variance).items()}
+    xn = co["abar"].sqrt()[:, None] * x0 + (1 - co["abar"]).sqrt()[:, None] * noise
+    diff = co["c0"][:, None] * x0 + (co["c1"][:, None] - co["A"]) * xn - co["b"]
+    r = co["beta_t"] / co["var_p"]
+    closed = (r - 1 - r.log()) + diff.pow(2).sum(1) / (2 * co["var_p"])
+    torch.testing.assert_close(lib, closed, rtol=1e-9, atol=1e-10)
 
 
 def test_discrete_bound_converges_to_the_continuous_bound():
