@@ -90,23 +90,23 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = "pc"
+    sampler: str = "reverse_diffusion"
     steps: int = 500
-    n: int = 1000
-    batch_size: int = 1000
+    n: int = 2000
+    batch_size: int = 2000
     seed: int = 1
     ema: bool = True
 
 
 @dataclass
 class LikelihoodConfig:
-    trace: str = "hutchinson"
+    trace: str = "exact"
     method: str = "dopri5"
     rtol: float = 1e-5
     atol: float = 1e-5
     eps: float = 1e-5
-    n: int = 500
-    batch_size: int = 500
+    n: int = 1000
+    batch_size: int = 1000
     seed: int = 2
     ema: bool = True
 

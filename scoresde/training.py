@@ -2,7 +2,9 @@
 
 One step draws ``accumulate`` mini-batches, back-propagates ``loss / accumulate`` for each,
 sets the learning rate ``lr_k = lr · min(1, (k + 1) / warmup)``, clips the global gradient norm,
-takes an Adam step and updates the exponential moving average ``θ_ema <- d θ_ema + (1 - d) θ``.
+takes an Adam step and updates the exponential moving average ``θ_ema <- d_k θ_ema + (1 - d_k) θ``
+with the warmed-up decay ``d_k = min(d, (1 + k) / (10 + k))`` (so short runs do not keep the
+initial weights in the average).
 
 Checkpoints hold the model, the EMA, the optimizer, the step and every random state (torch's
 global CPU/CUDA states, the loss's noise generator, the data loader's generator and position),
@@ -228,9 +230,13 @@ class Trainer:
         self.load()
         return True
 
+    def ema_decay_at(self, step: int) -> float:
+        """``d_k = min(d, (1 + k) / (10 + k))``."""
+        return min(self.ema_decay, (1 + step) / (10 + step))
+
     def _update_ema(self) -> None:
         with torch.no_grad():
-            torch._foreach_lerp_(self._ema_params, self._params, 1 - self.ema_decay)
+            torch._foreach_lerp_(self._ema_params, self._params, 1 - self.ema_decay_at(self.step))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast == "bf16":

@@ -1,0 +1,295 @@
+"""Command line: ``scoresde train | sample | likelihood`` (also ``python -m scoresde``).
+
+Run directory layout (``--run-dir``, default ``runs/<config name>``)::
+
+    config.yaml        the resolved configuration (written by ``train``, read by the others)
+    checkpoint.pt      model, EMA, optimizer, step, RNG states (atomic; ``train`` resumes from it)
+    metrics.jsonl      one JSON record per log / evaluation
+    samples/           <sampler>_<steps>.png (scatter plot or image grid), .pt, .json
+    likelihood.json    NLL in nats (vectors) or bits/dim (images), with its standard error
+
+Subcommands live in :data:`COMMANDS`; another module adds one with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig, load_config, save_config
+from scoresde.data import TOYS, Dataset, TensorLoader, load_dataset
+from scoresde.losses import make_loss
+from scoresde.networks import MLP, UNet
+from scoresde.score import ScoreModel
+from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
+from scoresde.training import Hook, Trainer, read_checkpoint
+
+IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
+DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@dataclass
+class Command:
+    """A subcommand: ``configure(parser)`` adds its arguments, ``run(args)`` executes it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, command: Command) -> None:
+    """Add a subcommand (e.g. a later ``compare``) to the ``scoresde`` command line."""
+    COMMANDS[name] = command
+
+
+def build_sde(cfg: SDEConfig) -> SDE:
+    """The SDE named by ``sde.name`` (``vp``, ``subvp``, ``ve``) with its parameters."""
+    if cfg.name == "ve":
+        return VESDE(cfg.sigma_min, cfg.sigma_max)
+    if cfg.name in ("vp", "subvp"):
+        return (VPSDE if cfg.name == "vp" else SubVPSDE)(cfg.beta_min, cfg.beta_max)
+    raise ValueError(f"sde.name must be one of ('vp', 'subvp', 've'); got {cfg.name!r}")
+
+
+def data_shape(cfg: DataConfig) -> tuple[int, ...]:
+    """Shape of one sample: ``(2,)`` for the toys, ``(1, s, s)`` for images."""
+    return (2,) if cfg.name in TOYS else IMAGE_SHAPES[cfg.name]
+
+
+def build_net(cfg: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
+    """An :class:`MLP` for vectors or a :class:`UNet` for ``(c, s, s)`` images."""
+    if cfg.name == "mlp":
+        if len(shape) != 1:
+            raise ValueError(f"model.name 'mlp' needs vector data; data shape is {shape}")
+        return MLP(shape[0], cfg.width, cfg.depth, cfg.embed_dim)
+    if len(shape) != 3:
+        raise ValueError(f"model.name 'unet' needs image data (c, h, w); data shape is {shape}")
+    return UNet(shape[0], shape[1], cfg.channels, cfg.channel_mult, cfg.num_res_blocks,
+                cfg.attn_resolutions, cfg.groups)
+
+
+def build_model(cfg: Config) -> ScoreModel:
+    """``ScoreModel(net, sde, parameterization)`` from a config (seeded by ``train.seed``)."""
+    torch.manual_seed(cfg.train.seed)
+    net = build_net(cfg.model, data_shape(cfg.data))
+    return ScoreModel(net, build_sde(cfg.sde), cfg.model.parameterization)
+
+
+def load_data(cfg: DataConfig) -> Dataset:
+    root = cfg.root or (DEFAULT_MNIST if cfg.name == "mnist" else None)
+    return load_dataset(cfg.name, root=root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
+
+
+def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
+                  progress: bool = True) -> Trainer:
+    """A :class:`Trainer` for ``cfg`` writing to ``run_dir``, with a held-out-loss hook."""
+    model = build_model(cfg)
+    sde = model.sde
+    loss = make_loss(cfg.loss.kind, sde, weighting_name=cfg.loss.weighting,
+                     importance=cfg.loss.importance, eps=cfg.loss.eps, n_steps=cfg.loss.n_steps)
+    t = cfg.train
+    hooks = [Hook(t.eval_every, _test_loss_hook(loss, data))] if t.eval_every > 0 else []
+    return Trainer(model, loss, TensorLoader(data.train, t.batch_size, seed=t.seed),
+                   run_dir=run_dir, lr=t.lr, warmup=t.warmup, grad_clip=t.grad_clip,
+                   ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast,
+                   device=device, seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every,
+                   hooks=hooks, fingerprint=cfg.fingerprint(), progress=progress)
+
+
+def _test_loss_hook(loss, data: Dataset) -> Callable[[Trainer], dict]:
+    """The EMA model's loss on (up to 2,000) held-out points with fixed noise."""
+
+    def hook(trainer: Trainer) -> dict:
+        x0 = data.test[:2000].to(trainer.device)
+        gen = torch.Generator(trainer.device).manual_seed(0)
+        with torch.no_grad():
+            return {"test_loss": float(loss(trainer.ema, x0, gen))}
+
+    return hook
+
+
+def load_trained(run_dir: Path, cfg: Config, device: str, ema: bool = True) -> ScoreModel:
+    """The trained score model of ``run_dir`` (EMA weights by default), in eval mode."""
+    state = read_checkpoint(run_dir / "checkpoint.pt")
+    if state["fingerprint"] != cfg.fingerprint():
+        raise ValueError(f"{run_dir / 'checkpoint.pt'} was not trained with this configuration")
+    model = build_model(cfg)
+    model.load_state_dict(state["ema" if ema else "model"])
+    return model.to(device).eval().requires_grad_(False)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (default: the run's config.yaml, else toy2d_vp)")
+    parser.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
+    parser.add_argument("--device", default=default_device(), help="torch device, e.g. cpu, cuda:0")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.lr=1e-3 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The config (``--config``, else the run's ``config.yaml``, else the default) and run dir."""
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    path = args.config
+    if path is None and run_dir is not None and (run_dir / "config.yaml").exists():
+        path = run_dir / "config.yaml"
+    cfg = load_config(path, args.set)
+    return cfg, run_dir or Path("runs") / cfg.name
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--fresh", action="store_true",
+                        help="refuse to resume: fail if the run directory has a checkpoint")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    cfg, run_dir = resolve(args)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if args.fresh and (run_dir / "checkpoint.pt").exists():
+        raise SystemExit(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
+    trainer = build_trainer(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)
+    if trainer.maybe_resume():
+        print(f"resumed {run_dir} at step {trainer.step}")
+    save_config(cfg, run_dir / "config.yaml")
+    trainer.fit(cfg.train.steps)
+    print(f"trained {run_dir} to step {trainer.step}; checkpoint {trainer.checkpoint_path}")
+    return 0
+
+
+def _sample_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--sampler", help="sampler name (default: sample.sampler)")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
+    parser.add_argument("--n", type=int, help="number of samples (default: sample.n)")
+    parser.add_argument("--out", help="output PNG (default: <run-dir>/samples/<sampler>_<steps>.png)")
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from scoresde.samplers import sample
+
+    cfg, run_dir = resolve(args)
+    s = cfg.sample
+    sampler, steps, n = args.sampler or s.sampler, args.steps or s.steps, args.n or s.n
+    model = load_trained(run_dir, cfg, args.device, s.ema)
+    gen = torch.Generator(args.device).manual_seed(s.seed)
+    chunks, nfe = [], 0
+    for start in range(0, n, s.batch_size):
+        size = min(s.batch_size, n - start)
+        x, info = sample(model, model.sde, (size, *data_shape(cfg.data)), sampler=sampler,
+                         steps=None if sampler == "ode" else steps, generator=gen,
+                         device=args.device, progress=not args.no_progress)
+        chunks.append(x.cpu())
+        nfe += info.nfe
+    x = torch.cat(chunks)
+    out = Path(args.out) if args.out else run_dir / "samples" / f"{sampler}_{steps}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(x, out.with_suffix(".pt"))
+    _plot(x, cfg, out, f"{cfg.name}: {sampler}, {steps} steps, NFE/batch {nfe // len(chunks)}")
+    _write_json(out.with_suffix(".json"), {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe})
+    print(f"{n} samples -> {out} (NFE {nfe})")
+    return 0
+
+
+def _plot(x: torch.Tensor, cfg: Config, out: Path, title: str) -> None:
+    """A scatter plot for 2-D samples, an image grid for images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from einops import rearrange
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    if x.ndim == 2:
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
+        ax.set_aspect("equal")
+    else:
+        side = math.isqrt(min(len(x), 100))
+        grid = rearrange(x[: side * side, 0], "(r c) h w -> (r h) (c w)", r=side)
+        ax.imshow(((grid + 1) / 2).clamp(0, 1), cmap="gray")
+        ax.axis("off")
+    ax.set_title(title)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _likelihood_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--n", type=int, help="held-out samples (default: likelihood.n)")
+    parser.add_argument("--trace", choices=("hutchinson", "exact"), help="divergence estimator")
+
+
+def run_likelihood(args: argparse.Namespace) -> int:
+    from scoresde.likelihood import bits_per_dim, log_likelihood
+
+    cfg, run_dir = resolve(args)
+    lk = cfg.likelihood
+    n, trace = args.n or lk.n, args.trace or lk.trace
+    model = load_trained(run_dir, cfg, args.device, lk.ema)
+    data = load_data(cfg.data)
+    gen = torch.Generator(args.device).manual_seed(lk.seed)
+    ode_kw = {"trace": trace, "method": lk.method, "rtol": lk.rtol, "atol": lk.atol, "eps": lk.eps}
+    if data.num_levels is None:
+        nll = torch.cat([
+            -log_likelihood(model, model.sde, x.to(args.device), generator=gen, **ode_kw).logp.cpu()
+            for x in data.test[:n].split(lk.batch_size)
+        ])
+        record = {"unit": "nats", "mean": nll.mean().item(),
+                  "sem": nll.std().item() / math.sqrt(len(nll))}
+    else:
+        res = bits_per_dim(model, model.sde, data.test_levels[:n].to(args.device),
+                           num_levels=data.num_levels, generator=gen, batch_size=lk.batch_size,
+                           progress=not args.no_progress, **ode_kw)
+        record = {"unit": "bits/dim", "mean": res.mean, "sem": res.stderr}
+    record.update(n=min(n, len(data.test)), **ode_kw)
+    _write_json(run_dir / "likelihood.json", record)
+    print(f"{cfg.name}: {record['mean']:.4f} ± {record['sem']:.4f} {record['unit']} (n = {record['n']})")
+    return 0
+
+
+register("train", Command("train a score model (resumes from the run's checkpoint)",
+                          _train_args, run_train))
+register("sample", Command("draw samples from a trained model with any sampler",
+                           _sample_args, run_sample))
+register("likelihood", Command("held-out NLL (nats) or bits/dim through the probability-flow ODE",
+                               _likelihood_args, run_likelihood))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scoresde", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.configure(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``scoresde`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except (ValueError, FileNotFoundError) as err:
+        print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
+        return 2
