@@ -1,0 +1,68 @@
+"""Configs: every shipped file loads, errors name the key and file, overrides are typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scoresde.config import Config, load_config, save_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+EXPECTED = {f"{d}_{s}" for d, ss in (("toy2d", ("vp", "subvp", "ve")), ("digits", ("vp", "ve")),
+                                     ("mnist", ("vp", "subvp", "ve"))) for s in ss}
+
+
+def test_all_configs_ship_and_load():
+    assert {p.stem for p in CONFIGS} == EXPECTED
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert cfg.name == path.stem and cfg.sde.name == path.stem.split("_")[1]
+
+
+def test_default_is_toy2d_vp():
+    assert load_config(None) == Config()
+    assert load_config(Path(CONFIGS[0]).parent / "toy2d_vp.yaml") == Config()
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lrate: 0.1\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml: unknown key 'train\.lrate'.*'lr'"):
+        load_config(path)
+    path.write_text("trian:\n  lr: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown key 'trian\.lr'"):
+        load_config(path)
+
+
+def test_mistyped_value_names_key_and_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("train:\n  steps: many\n")
+    with pytest.raises(ValueError, match=r"typo\.yaml: key 'train\.steps' must be of type int"):
+        load_config(path)
+    path.write_text("model:\n  channel_mult: 2\n")
+    with pytest.raises(ValueError, match="must be a list of int"):
+        load_config(path)
+    path.write_text("sde:\n  name: vpp\n")
+    with pytest.raises(ValueError, match=r"'sde\.name' must be one of \('vp', 'subvp', 've'\)"):
+        load_config(path)
+
+
+def test_overrides():
+    cfg = load_config(None, ["train.lr=1e-3", "model.channel_mult=[1, 2, 2]", "loss.importance=true"])
+    assert cfg.train.lr == 1e-3 and cfg.model.channel_mult == [1, 2, 2] and cfg.loss.importance
+    with pytest.raises(ValueError, match=r"--set: unknown key 'train\.speed'"):
+        load_config(None, ["train.speed=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["train.lr"])
+    with pytest.raises(ValueError, match="is a section"):
+        load_config(None, ["train=3"])
+
+
+def test_save_round_trip_and_fingerprint(tmp_path):
+    cfg = load_config(None, ["train.steps=7", "model.width=32"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    longer = load_config(None, ["train.steps=70", "model.width=32"])
+    assert longer.fingerprint() == cfg.fingerprint()  # a longer run may resume
+    assert load_config(None, ["model.width=64"]).fingerprint() != cfg.fingerprint()
