@@ -14,7 +14,7 @@ Model: ``scoresde.networks.MLP`` with random but fixed weights (``torch.manual_s
 as an ε-predicting ``ScoreModel`` in float32 — no trained network is used here. Data: the 8x8
 scikit-learn digits (17 grey levels, D = 64), dequantised to ``[-1, 1]``.
 
-    python benchmarks/likelihood.py [--quick] [--n 32] [--tol 1e-5]
+    python benchmarks/likelihood.py [--quick] [--n 32] [--tol 1e-5] [--width 128]
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def baseline_log_likelihood(score_fn, sde, x, probe, rtol, atol, eps):
     return sde.prior_logp(z) + delta, nfe
 
 
-def run(n: int, tol: float, eps: float, repeats: int) -> dict:
+def run(n: int, tol: float, eps: float, repeats: int, width: int) -> dict:
     torch.manual_seed(0)
     sde = ss.VPSDE()
-    net = MLP(64, width=128, depth=2)
+    net = MLP(64, width=width, depth=2)
     score_fn = ScoreModel(net, sde, parameterization="eps").requires_grad_(False)
     data = load_digits_uint(n)
     y, _ = dequantize(data, LEVELS, (-1.0, 1.0), generator=torch.Generator().manual_seed(1),
@@ -127,12 +127,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eps", type=float, default=1e-5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--width", type=int, default=128, help="MLP hidden width")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.tol, args.repeats = 2, 1e-3, 1
     torch.set_num_threads(args.threads)
-    results = run(args.n, args.tol, args.eps, args.repeats)
+    results = run(args.n, args.tol, args.eps, args.repeats, args.width)
     record = {
         "benchmark": "likelihood",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -143,13 +144,13 @@ def main(argv: list[str] | None = None) -> dict:
                      "numpy": np.__version__},
         "config": {"n": args.n, "rtol": args.tol, "atol": args.tol, "eps": args.eps,
                    "sde": "VPSDE()", "data": f"sklearn digits, {LEVELS} levels, D=64, [-1, 1]",
-                   "model": "MLP(64, width=128, depth=2), random fixed weights, eps-param, float32",
+                   "model": f"MLP(64, width={args.width}, depth=2), random fixed weights, eps-param, float32",
                    "trace": "hutchinson, one Rademacher probe shared by all runs",
                    "nfe": "network forward passes (the baseline makes two per ODE call)",
                    "repeats": args.repeats, "quick": args.quick},
         "results": results,
     }
-    suffix = "_quick" if args.quick else ""
+    suffix = "_quick" if args.quick else ("" if args.width == 128 else f"_width{args.width}")
     out = args.out or RESULTS / f"likelihood{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

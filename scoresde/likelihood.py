@@ -114,20 +114,24 @@ class _Clock:
 
 
 class _AugmentedODE(torch.nn.Module):
-    """Right-hand side of ``d[y, ℓ]/dτ = [F(y, τ), ∇_y·F(y, τ)]``; counts score evaluations."""
+    """Right-hand side of ``d[y, ℓ]/dτ = [F(y, τ), ∇_y·F(y, τ)]``; counts score evaluations.
+
+    In ``t``, ``F = f̃ = -(β(t) y + g(t)^2 s(y, t)) / 2`` (the SDE's drift is ``-β x / 2``), with
+    ``t`` a shared 0-d tensor so the per-call coefficients cost no batch-sized work.
+    """
 
     def __init__(self, score_fn: ScoreFn, sde: SDE, clock: _Clock | None, eps: float,
                  divergence: Callable[[Tensor, Tensor], Tensor]):
         super().__init__()
         self.score_fn, self.sde, self.clock, self.eps = score_fn, sde, clock, eps
-        self.reverse = sde.reverse(score_fn, probability_flow=True)
         self.divergence = divergence
         self.nfe = 0
 
     def velocity(self, y: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
         if self.clock is None:
-            t = tau.clamp(self.eps, self.sde.T).expand(y.shape[0])
-            return self.reverse.drift(y, t), t
+            t = tau.clamp(self.eps, self.sde.T)
+            s = self.score_fn(y, t.expand(y.shape[0]))
+            return -0.5 * (self.sde.beta(t) * y + self.sde.diffusion(t) ** 2 * s), t
         t = self.clock.t_of(tau)
         m = self.sde.mean_coef(t)
         v = self.clock.velocity_factor(t) * self.score_fn(m * y, t.expand(y.shape[0]))
