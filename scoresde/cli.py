@@ -223,12 +223,12 @@ def _plot(x: torch.Tensor, cfg: Config, out: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 6))
     if x.ndim == 2:
-        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
+        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5)
         ax.set_aspect("equal")
     else:
         side = math.isqrt(min(len(x), 100))
         grid = rearrange(x[: side * side, 0], "(r c) h w -> (r h) (c w)", r=side)
-        ax.imshow(((grid + 1) / 2).clamp(0, 1), cmap="gray")
+        ax.imshow(((grid + 1) / 2).clamp(0, 1).numpy(), cmap="gray")
         ax.axis("off")
     ax.set_title(title)
     fig.savefig(out, dpi=100, bbox_inches="tight")

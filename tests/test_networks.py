@@ -56,3 +56,8 @@ def test_bad_inputs():
         MLP(2)(torch.randn(4, 2), 1.5)
     with pytest.raises(ValueError, match="dim must be"):
         SinusoidalEmbedding(5)
+
+
+def test_unet_moves_between_dtypes():
+    net = UNet(1, 8, channels=8, attn_resolutions=()).to(torch.float64)
+    assert net(torch.randn(2, 1, 8, 8, dtype=torch.float64), 0.5).dtype == torch.float64

@@ -137,18 +137,18 @@ class UNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
-            h = self._apply(layer, h, temb)
+            h = self._run_stage(layer, h, temb)
             hs.append(h)
         h = self.mid[2](self.mid[1](self.mid[0](h, temb)), temb)
         for layer in self.up:
             if isinstance(layer, nn.ModuleList):
-                h = self._apply(layer, torch.cat([h, hs.pop()], dim=1), temb)
+                h = self._run_stage(layer, torch.cat([h, hs.pop()], dim=1), temb)
             else:
                 h = layer(h)
         return self.out(h)
 
     @staticmethod
-    def _apply(layer: nn.Module, h: Tensor, temb: Tensor) -> Tensor:
+    def _run_stage(layer: nn.Module, h: Tensor, temb: Tensor) -> Tensor:
         if not isinstance(layer, nn.ModuleList):
             return layer(h)
         h = layer[0](h, temb)

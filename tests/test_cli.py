@@ -1,0 +1,94 @@
+"""The command line end to end on tiny runs: train (and resume), sample, likelihood, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from scoresde import cli
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The CPU is shared: one intra-op thread avoids oversubscription (up to 30x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY_TOY = ["model.width=16", "model.depth=1", "model.embed_dim=8", "data.n_train=256",
+            "data.n_test=64", "train.batch_size=32", "train.log_every=2"]
+TINY_DIGITS = ["model.channels=8", "model.channel_mult=[1, 2]", "model.attn_resolutions=[4]",
+               "train.batch_size=8", "train.log_every=1"]
+
+
+def _run(*args: str, sets: list[str] = ()) -> int:
+    argv = [*args, "--device", "cpu", "--no-progress"]
+    for item in sets:
+        argv += ["--set", item]
+    return cli.main(argv)
+
+
+def test_toy_train_resume_sample_likelihood(tmp_path, capsys):
+    run = str(tmp_path / "toy")
+    assert _run("train", "--run-dir", run, sets=[*TINY_TOY, "train.steps=4"]) == 0
+    assert {p.name for p in (tmp_path / "toy").iterdir()} >= {"config.yaml", "checkpoint.pt",
+                                                              "metrics.jsonl"}
+    assert _run("train", "--run-dir", run, sets=["train.steps=6"]) == 0
+    assert "resumed" in capsys.readouterr().out
+    steps = [json.loads(x)["step"] for x in open(tmp_path / "toy" / "metrics.jsonl")]
+    assert steps == [2, 4, 6]
+    assert _run("sample", "--run-dir", run, "--sampler", "em", "--steps", "10", "--n", "50") == 0
+    samples = torch.load(tmp_path / "toy" / "samples" / "em_10.pt")
+    assert samples.shape == (50, 2) and (tmp_path / "toy" / "samples" / "em_10.png").stat().st_size
+    assert json.loads((tmp_path / "toy" / "samples" / "em_10.json").read_text())["nfe"] == 11
+    assert _run("likelihood", "--run-dir", run, "--n", "16",
+                sets=["likelihood.rtol=1e-3", "likelihood.atol=1e-3"]) == 0
+    record = json.loads((tmp_path / "toy" / "likelihood.json").read_text())
+    assert record["unit"] == "nats" and record["n"] == 16 and record["sem"] > 0
+
+
+def test_digits_image_path(tmp_path):
+    run = str(tmp_path / "digits")
+    config = str(cli.Path(__file__).resolve().parents[1] / "configs" / "digits_vp.yaml")
+    assert _run("train", "--config", config, "--run-dir", run,
+                sets=[*TINY_DIGITS, "train.steps=2"]) == 0
+    assert _run("sample", "--run-dir", run, "--sampler", "ddim", "--steps", "3", "--n", "4") == 0
+    assert torch.load(tmp_path / "digits" / "samples" / "ddim_3.pt").shape == (4, 1, 8, 8)
+    assert _run("likelihood", "--run-dir", run, "--n", "4",
+                sets=["likelihood.rtol=1e-2", "likelihood.atol=1e-2"]) == 0
+    record = json.loads((tmp_path / "digits" / "likelihood.json").read_text())
+    assert record["unit"] == "bits/dim" and record["mean"] > 0
+
+
+def test_errors_name_the_problem(tmp_path, capsys):
+    assert _run("train", "--run-dir", str(tmp_path), sets=["train.lrate=1"]) == 2
+    assert "unknown key 'train.lrate'" in capsys.readouterr().err
+    run = str(tmp_path / "r")
+    assert _run("train", "--run-dir", run, sets=[*TINY_TOY, "train.steps=1"]) == 0
+    assert _run("train", "--run-dir", run, sets=["model.width=32"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+    assert _run("sample", "--run-dir", str(tmp_path / "none")) == 2
+    assert "checkpoint" in capsys.readouterr().err
+
+
+def test_subcommand_registry():
+    def configure(parser):
+        parser.add_argument("--runs", nargs="+")
+
+    cli.register("compare", cli.Command("compare runs", configure, lambda args: 7))
+    try:
+        assert cli.main(["compare", "--runs", "a", "b"]) == 7
+    finally:
+        del cli.COMMANDS["compare"]
+
+
+def test_python_dash_m_help():
+    out = subprocess.run([sys.executable, "-m", "scoresde", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert all(name in out for name in ("train", "sample", "likelihood"))
