@@ -5,7 +5,9 @@ from scoresde.elbo import ElboResult, elbo, elbo_bits_per_dim
 from scoresde.likelihood import BitsPerDim, LikelihoodResult, bits_per_dim, log_likelihood
 from scoresde.metrics import MixtureStats, mixture_stats, sliced_wasserstein
 from scoresde.samplers import SampleInfo, sample
+from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
+from scoresde.training import Trainer
 
 __version__ = "0.1.0"
 
@@ -20,7 +22,9 @@ __all__ = [
     "MixtureStats",
     "ReverseSDE",
     "SampleInfo",
+    "ScoreModel",
     "SubVPSDE",
+    "Trainer",
     "bits_per_dim",
     "elbo",
     "elbo_bits_per_dim",
