@@ -31,14 +31,14 @@ class _Spec:
 
 
 SAMPLERS = {
-    "ald": _Spec(annealed_langevin, "geometric_std", 100),
+    "ald": _Spec(annealed_langevin, "geometric_std", 200),
     "em": _Spec(euler_maruyama, "uniform", 1000),
     "reverse_diffusion": _Spec(reverse_diffusion, "uniform", 1000),
     "ancestral": _Spec(ancestral, "uniform", 1000),
     "pc": _Spec(predictor_corrector, "uniform", 1000),
     "ode": _Spec(probability_flow, "uniform", None),
     "ddim": _Spec(ddim, "uniform", 100),
-    "heun": _Spec(heun, "karras", 18),
+    "heun": _Spec(heun, "karras", 40),
 }
 GRIDS = {"uniform": grids.uniform, "karras": grids.karras, "geometric_std": grids.geometric_std}
 
@@ -85,10 +85,10 @@ def sample(
 ) -> tuple[Tensor, SampleInfo]:
     """Draw ``x ~ p_0`` of ``shape`` from the prior ``x_T ~ sde.prior_sample`` with ``sampler``.
 
-    Samplers (defaults: steps, grid): ``"ald"`` annealed Langevin (100 levels x ``n_steps_each``,
-    geometric std), ``"em"``, ``"reverse_diffusion"``, ``"ancestral"``, ``"pc"`` (1000, uniform),
-    ``"ode"`` (adaptive ``dopri5``; a fixed-grid ``method`` needs ``steps``), ``"ddim"``
-    (100, uniform), ``"heun"`` (18, EDM/Karras). ``grid`` overrides the grid (one of
+    Samplers (defaults: steps, grid): ``"ald"`` annealed Langevin (200 levels x ``n_steps_each``
+    = 5, geometric std), ``"em"``, ``"reverse_diffusion"``, ``"ancestral"``, ``"pc"`` (1000,
+    uniform), ``"ode"`` (adaptive ``dopri5``; a fixed-grid ``method`` needs ``steps``), ``"ddim"``
+    (100, uniform), ``"heun"`` (40, EDM/Karras). ``grid`` overrides the grid (one of
     :data:`GRIDS`); ``options`` go to the sampler function (e.g. ``predictor``, ``corrector``,
     ``snr``, ``n_corrector`` for ``"pc"``; ``method``, ``rtol``, ``atol`` for ``"ode"``; ``eta``
     for ``"ddim"``) or to the grid (``rho``). ``eps`` defaults to :func:`default_eps`. With

@@ -10,10 +10,9 @@ import torch
 from torch import Tensor
 
 from scoresde.samplers.common import Callback, ScoreFn, check_finite, coef, noise_like, report
-from scoresde.sde import VESDE
 from scoresde.shapes import batch_time, flatten_batch
 
-STEP_LR = {"ve": 2e-5, "vp": 2e-5}
+STEP_RATIO = 0.5
 
 
 def langevin_step(score: Tensor, x: Tensor, alpha: Tensor, generator=None) -> Tensor:
@@ -37,16 +36,18 @@ def annealed_langevin(
 
     With ``σ_i = std(t_i)`` (``ts`` from ``grids.geometric_std``: the NCSN geometric levels) and
     ``σ_L = std(ts[-1])``, level ``i`` takes ``K = n_steps_each`` steps of size
-    ``α_i = ε σ_i^2 / σ_L^2``, ``x <- x + (α_i / 2) s(x, t_i) + sqrt(α_i) z``, ``ε = step_lr``
-    (default 2e-5, NCSN's value). ``K`` score evaluations per level; the callback runs once per
-    level.
+    ``α_i = ε σ_i^2 / σ_L^2``, ``x <- x + (α_i / 2) s(x, t_i) + sqrt(α_i) z``, ``ε = step_lr``.
+    What matters is ``ε / σ_L^2``, the step relative to each level's variance, so the default
+    is ``ε = STEP_RATIO σ_L^2 = 0.5 σ_L^2`` (``5e-5`` for VE with ``σ_L = 0.01``; NCSN's
+    ``ε = 2e-5``, ``K = 100``, ``L = 10`` is biased on the test mixture). ``K`` score
+    evaluations per level; the callback runs once per level.
     """
     if isinstance(n_steps_each, bool) or not isinstance(n_steps_each, int) or n_steps_each < 1:
         raise ValueError(f"n_steps_each must be an integer >= 1; got {n_steps_each!r}")
-    step_lr = STEP_LR["ve" if isinstance(sde, VESDE) else "vp"] if step_lr is None else step_lr
+    sigma_last = sde.std(ts[-1])
+    step_lr = STEP_RATIO * float(sigma_last) ** 2 if step_lr is None else step_lr
     if not step_lr > 0:
         raise ValueError(f"step_lr must be > 0; got {step_lr!r}")
-    sigma_last = sde.std(ts[-1])
     for i, t in enumerate(ts):
         t_vec = batch_time(t, x, sde.T)
         alpha = step_lr * (sde.std(t) / sigma_last) ** 2
