@@ -101,8 +101,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step = 0
-        self._params = [p for p in self.model.parameters() if p.requires_grad]
-        self._ema_params = [p for p in self.ema.parameters()]
+        pairs = [(p, e) for p, e in zip(self.model.parameters(), self.ema.parameters(), strict=True)
+                 if p.requires_grad]
+        self._params, self._ema_params = [p for p, _ in pairs], [e for _, e in pairs]
 
     @property
     def checkpoint_path(self) -> Path:
