@@ -11,6 +11,7 @@ from scoresde.shapes import append_dims, batch_time
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict], None]
+Generator = torch.Generator | None
 
 
 class CountingScore:

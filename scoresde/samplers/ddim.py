@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, coef, noise_like, report
+from scoresde.samplers.common import Callback, Generator, ScoreFn, coef, noise_like, report
 from scoresde.shapes import batch_time
 
 
 def ddim_step(
-    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, eta: float, generator=None
+    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, eta: float, generator: Generator = None
 ) -> Tensor:
     """One DDIM step from ``t`` down to ``t' = t_next``.
 

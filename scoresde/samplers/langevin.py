@@ -9,13 +9,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, check_finite, coef, noise_like, report
+from scoresde.samplers.common import Callback, Generator, ScoreFn, check_finite, coef, noise_like, report
 from scoresde.shapes import batch_time, flatten_batch
 
 STEP_RATIO = 0.5
 
 
-def langevin_step(score: Tensor, x: Tensor, alpha: Tensor, generator=None) -> Tensor:
+def langevin_step(score: Tensor, x: Tensor, alpha: Tensor, generator: Generator = None) -> Tensor:
     """``x + (α / 2) s + sqrt(α) z`` for a per-sample (``(batch,)``) or scalar step ``α``."""
     alpha = coef(torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(x.shape[0]), x)
     return x + 0.5 * alpha * score + alpha.sqrt() * noise_like(x, generator)

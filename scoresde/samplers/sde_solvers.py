@@ -10,12 +10,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, coef, noise_like, report
+from scoresde.samplers.common import Callback, Generator, ScoreFn, coef, noise_like, report
 from scoresde.sde import VESDE, VPSDE
 from scoresde.shapes import batch_time
 
 
-def em_step(score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator=None) -> Tensor:
+def em_step(
+    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator: Generator = None
+) -> Tensor:
     """Euler–Maruyama on the reverse SDE, ``Δt = t_next - t < 0``:
     ``x' = x + [f(x, t) - g(t)^2 s(x, t)] Δt + g(t) sqrt(-Δt) z``."""
     t = batch_time(t, x, sde.T)
@@ -26,7 +28,7 @@ def em_step(score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, genera
 
 
 def reverse_diffusion_step(
-    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator=None
+    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator: Generator = None
 ) -> Tensor:
     """Reverse of the forward step ``x_t = x_{t'} + f + G z`` (``(f, G) = sde.discretize``):
     ``x_{t'} = x_t - f + G^2 s(x_t, t) + G z``, with ``t' = t_next``."""
@@ -36,7 +38,7 @@ def reverse_diffusion_step(
 
 
 def ancestral_step(
-    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator=None
+    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator: Generator = None
 ) -> Tensor:
     """One step of the exact discrete chain's ancestral sampler, from ``t`` down to ``t' = t_next``.
 
