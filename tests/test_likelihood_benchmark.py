@@ -20,7 +20,9 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert {"date", "machine", "versions", "config", "results"} <= set(record)
     results = record["results"]
     assert {"baseline_scipy_rk45", "ours_t", "ours_log_sigma"} <= set(results)
-    for rec in results.values():
+    for name, rec in results.items():
         assert rec["nfe"] > 0 and rec["seconds"] > 0 and "speedup_vs_baseline" in rec
-        # same ODE, same probe: every solver reports the same bits/dim to solver accuracy
-        assert abs(rec["bpd_minus_baseline"]) < 0.1
+        if not name.endswith("_x10"):
+            # same ODE, same probe, same tolerance: the same bits/dim to solver accuracy
+            assert abs(rec["bpd_minus_baseline"]) < 0.1
+    assert "speedup_equal_accuracy" in results["ours_t"]
