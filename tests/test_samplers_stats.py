@@ -44,7 +44,7 @@ ALD = {"steps": 200, "n_steps_each": 5, "step_lr": 1e-4}
 COMMON = [
     ("em", {"steps": 250}),
     ("reverse_diffusion", {"steps": 250}),
-    ("pc", {"steps": 250, "corrector": "ald"}),
+    ("pc", {"steps": 250}),
     ("ode", {}),
     ("ddim", {"steps": 100}),
     ("heun", {"steps": 40}),
@@ -52,6 +52,7 @@ COMMON = [
 CASES = (
     [("vp", s, o) for s, o in COMMON]
     + [("vp", "ancestral", {"steps": 250}), ("vp", "ddim", {"steps": 250, "eta": 1.0})]
+    + [("vp", "pc", {"steps": 250, "corrector": "ald"})]
     + [("vp", "ald", {"steps": 400})]
     + [("subvp", s, o) for s, o in COMMON]
     + [("ve", s, o) for s, o in COMMON]
@@ -115,12 +116,12 @@ def test_sampler_reproduces_toy_mixture(sde_name, sampler, options):
 
 
 @pytest.mark.parametrize(("sde_name", "sampler", "options"), [
-    ("vp", "pc", {"steps": 250, "snr": 0.03}),
+    ("vp", "pc", {"steps": 250, "snr": 0.03, "norms": "sample"}),
     ("ve", "ode", {}),
 ])
 def test_sampler_reproduces_16d_mixture(sde_name, sampler, options):
-    """d = 16: PC with the per-sample Langevin corrector and the adaptive PF-ODE pass the same
-    tests with m = 2 K d = 96 z-scores.
+    """d = 16: PC with the per-sample (``norms="sample"``) Langevin corrector and the adaptive
+    PF-ODE pass the same tests with m = 2 K d = 96 z-scores.
 
     The per-sample step ``ε = 2 α (r ||z|| / ||s||)^2`` depends on the position (through ``||s||``)
     and on the very noise it scales, so each corrector step inflates the variance by a bias that

@@ -30,6 +30,7 @@ def predictor_corrector(
     corrector: str | None = "langevin",
     snr: float | None = None,
     n_corrector: int = 1,
+    norms: str = "batch",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> Tensor:
@@ -38,7 +39,9 @@ def predictor_corrector(
 
     ``predictor`` in {"reverse_diffusion", "em", "ancestral", None}; ``corrector`` in
     {"langevin", "ald", None} (see :mod:`scoresde.samplers.langevin`); ``snr`` defaults to
-    :func:`default_snr` (0.16 VP / sub-VP, 0.075 VE). ``N (1 + n_corrector)`` score evaluations.
+    :func:`default_snr` (0.16 VP / sub-VP, 0.075 VE); ``norms`` ("sample" or "batch") sets how the
+    Langevin corrector's step is computed (see :func:`langevin_corrector`).
+    ``N (1 + n_corrector)`` score evaluations.
     """
     predict = _choose("predictor", predictor, PREDICTORS)
     correct = _choose("corrector", corrector, CORRECTORS)
@@ -49,10 +52,13 @@ def predictor_corrector(
     snr = default_snr(sde) if snr is None else snr
     if not snr > 0:
         raise ValueError(f"snr must be > 0; got {snr!r}")
+    knobs = {"snr": snr, "generator": generator}
+    if correct is langevin_corrector:
+        knobs["norms"] = norms
     for i in range(len(ts) - 1):
         t, t_next = ts[i], ts[i + 1]
         for _ in range(n_corrector if correct is not None else 0):
-            x = correct(score_fn, sde, x, t, t_next, snr=snr, generator=generator)
+            x = correct(score_fn, sde, x, t, t_next, **knobs)
             check_finite("pc", i, t, x)
         if predict is not None:
             x = predict(score_fn, sde, x, t, t_next, generator)
