@@ -13,8 +13,10 @@ from tqdm.auto import tqdm
 from scoresde.samplers import grids
 from scoresde.samplers.common import CountingScore, ScoreFn, report, tweedie
 from scoresde.samplers.ddim import ddim
+from scoresde.samplers.fast import fast_choice
 from scoresde.samplers.heun import heun
 from scoresde.samplers.langevin import annealed_langevin
+from scoresde.samplers.multistep import dpmpp_2m, dpmpp_3m, logsnr_grid, unipc
 from scoresde.samplers.ode import FIXED_METHODS, check_method, probability_flow
 from scoresde.samplers.pc import predictor_corrector
 from scoresde.samplers.sde_solvers import ancestral, euler_maruyama, reverse_diffusion
@@ -39,8 +41,16 @@ SAMPLERS = {
     "ode": _Spec(probability_flow, "uniform", None),
     "ddim": _Spec(ddim, "uniform", 100),
     "heun": _Spec(heun, "karras", 40),
+    "dpm++2m": _Spec(dpmpp_2m, "logsnr", 20),
+    "dpm++3m": _Spec(dpmpp_3m, "logsnr", 20),
+    "unipc": _Spec(unipc, "logsnr", 20),
 }
-GRIDS = {"uniform": grids.uniform, "karras": grids.karras, "geometric_std": grids.geometric_std}
+GRIDS = {
+    "uniform": grids.uniform,
+    "karras": grids.karras,
+    "geometric_std": grids.geometric_std,
+    "logsnr": logsnr_grid,
+}
 
 
 @dataclass
@@ -88,8 +98,11 @@ def sample(
     Samplers (defaults: steps, grid): ``"ald"`` annealed Langevin (200 levels x ``n_steps_each``
     = 5, geometric std), ``"em"``, ``"reverse_diffusion"``, ``"ancestral"``, ``"pc"`` (1000,
     uniform), ``"ode"`` (adaptive ``dopri5``; a fixed-grid ``method`` needs ``steps``), ``"ddim"``
-    (100, uniform), ``"heun"`` (40, EDM/Karras). ``grid`` overrides the grid (one of
-    :data:`GRIDS`); ``options`` go to the sampler function (e.g. ``predictor``, ``corrector``,
+    (100, uniform), ``"heun"`` (40, EDM/Karras), the multistep ODE solvers ``"dpm++2m"``,
+    ``"dpm++3m"``, ``"unipc"`` (20, log-SNR; ``order`` for UniPC, ``lower_order_final``) and
+    ``"fast"``, the measured best of those per SDE (:mod:`scoresde.samplers.fast`; its steps,
+    grid, ``eps`` and knobs are defaults that explicit arguments override). ``grid`` overrides the grid (one
+    of :data:`GRIDS`); ``options`` go to the sampler function (e.g. ``predictor``, ``corrector``,
     ``snr``, ``n_corrector`` for ``"pc"``; ``method``, ``rtol``, ``atol`` for ``"ode"``; ``eta``
     for ``"ddim"``) or to the grid (``rho``). ``eps`` defaults to :func:`default_eps`. With
     ``denoise``, the last state is replaced by Tweedie's ``(x + std(eps)^2 s(x, eps)) / m(eps)``.
@@ -97,6 +110,8 @@ def sample(
     Returns ``(x, info)`` (:class:`SampleInfo`). Raises ``ValueError`` on bad arguments and
     ``FloatingPointError`` if a state turns non-finite.
     """
+    if sampler == "fast":
+        sampler, steps, grid, eps, options = _fast(sde, steps, grid, eps, options)
     spec = _lookup("sampler", sampler, SAMPLERS)
     grid_fn = _lookup("grid", spec.grid if grid is None else grid, GRIDS)
     knobs, grid_knobs = _split_options(sampler, spec.fn, grid_fn, options)
@@ -123,6 +138,14 @@ def sample(
     trajectory = None if states is None else torch.stack(states)
     info = SampleInfo(sampler, counted.nfe, ts, eps, {**grid_knobs, **knobs}, trajectory)
     return x, info
+
+
+def _fast(sde, steps, grid, eps, options):
+    """Resolve ``sampler="fast"`` to its measured choice, explicit arguments taking precedence."""
+    c = fast_choice(sde)
+    steps = c.steps if steps is None else steps
+    grid = c.grid if grid is None else grid
+    return c.sampler, steps, grid, c.eps if eps is None else eps, {**c.options, **options}
 
 
 def _lookup(name: str, key: str, table: dict):

@@ -1,0 +1,66 @@
+"""Shared benchmark helpers: machine and version metadata, results JSON, robust timing."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name, or ``platform.processor()`` where lscpu is missing."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor()
+    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
+    return names[0] if names else platform.processor()
+
+
+def version(package: str) -> str | None:
+    try:
+        return importlib_metadata.version(package)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def metadata() -> dict:
+    """Machine, versions and date for a results file."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "platform": platform.platform()},
+        "versions": {p: version(p) for p in
+                     ("scoresde", "torch", "numpy", "scipy", "diffusers", "k-diffusion")},
+    }
+
+
+def write_json(name: str, payload: dict, quick: bool, directory: Path = RESULTS) -> Path:
+    """Write ``<directory>/<name>[_quick].json`` (default ``results/``) and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}{'_quick' if quick else ''}.json"
+    path.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {path}")
+    return path
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
