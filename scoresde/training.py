@@ -121,12 +121,9 @@ class Trainer:
         """One optimiser step; returns the (detached) loss and the pre-clipping gradient norm."""
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
-        for _ in range(self.accumulate):
+        for i in range(self.accumulate):
             x0 = self.loader.next().to(self.device, non_blocking=True)
-            with self._autocast():
-                loss = self.loss_fn(self.model, x0, self.generator) / self.accumulate
-            loss.backward()
-            total += loss.detach()
+            total += self._backward(x0, last=i == self.accumulate - 1)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         norm = nn.utils.clip_grad_norm_(
@@ -217,11 +214,8 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.loader.load_state_dict(state["loader"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.generator.set_state(state["rng"]["noise"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
+        self._restore_rng(state["rng"])
         self._truncate_metrics()
 
     def maybe_resume(self) -> bool:
@@ -234,6 +228,20 @@ class Trainer:
     def ema_decay_at(self, step: int) -> float:
         """``d_k = min(d, (1 + k) / (10 + k))``."""
         return min(self.ema_decay, (1 + step) / (10 + step))
+
+    def _backward(self, x0: Tensor, last: bool) -> Tensor:
+        """Back-propagate one micro-batch's share of the loss (``last``: the step's final one)."""
+        with self._autocast():
+            loss = self.loss_fn(self.model, x0, self.generator) / self.accumulate
+        loss.backward()
+        return loss.detach()
+
+    def _restore_rng(self, rng: dict) -> None:
+        """Restore torch's global (CPU, CUDA) random states and the loss's noise generator."""
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["noise"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def _update_ema(self) -> None:
         with torch.no_grad():
