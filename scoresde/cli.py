@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from scoresde import distributed
 from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig, load_config, save_config
-from scoresde.data import TOYS, Dataset, TensorLoader, load_dataset
+from scoresde.data import TOYS, Dataset, load_dataset
 from scoresde.losses import make_loss
 from scoresde.networks import MLP, UNet
 from scoresde.score import ScoreModel
@@ -101,11 +102,12 @@ def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
                      importance=cfg.loss.importance, eps=cfg.loss.eps, n_steps=cfg.loss.n_steps)
     t = cfg.train
     hooks = [Hook(t.eval_every, _test_loss_hook(loss, data))] if t.eval_every > 0 else []
-    return Trainer(model, loss, TensorLoader(data.train, t.batch_size, seed=t.seed),
-                   run_dir=run_dir, lr=t.lr, warmup=t.warmup, grad_clip=t.grad_clip,
-                   ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast,
-                   device=device, seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every,
-                   hooks=hooks, fingerprint=cfg.fingerprint(), progress=progress)
+    loader = distributed.make_loader(data.train, t.batch_size, seed=t.seed)
+    return distributed.trainer_class()(
+        model, loss, loader, run_dir=run_dir, lr=t.lr, warmup=t.warmup, grad_clip=t.grad_clip,
+        ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast, device=device,
+        seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, hooks=hooks,
+        fingerprint=cfg.fingerprint(), progress=progress)
 
 
 def _test_loss_hook(loss, data: Dataset) -> Callable[[Trainer], dict]:
@@ -141,6 +143,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.lr=1e-3 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    distributed.add_arguments(parser)
 
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
@@ -171,11 +174,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.fresh and (run_dir / "checkpoint.pt").exists():
         raise SystemExit(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
     trainer = build_trainer(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)
-    if trainer.maybe_resume():
+    if trainer.maybe_resume() and distributed.is_main():
         print(f"resumed {run_dir} at step {trainer.step}")
-    save_config(cfg, run_dir / "config.yaml")
+    if distributed.is_main():
+        save_config(cfg, run_dir / "config.yaml")
     trainer.fit(cfg.train.steps)
-    print(f"trained {run_dir} to step {trainer.step}; checkpoint {trainer.checkpoint_path}")
+    if distributed.is_main():
+        print(f"trained {run_dir} to step {trainer.step}; checkpoint {trainer.checkpoint_path}")
     return 0
 
 
@@ -188,26 +193,21 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from scoresde.samplers import sample
-
     cfg, run_dir = resolve(args)
     s = cfg.sample
     sampler, steps, n = args.sampler or s.sampler, args.steps or s.steps, args.n or s.n
     model = load_trained(run_dir, cfg, args.device, s.ema)
-    gen = torch.Generator(args.device).manual_seed(s.seed)
-    chunks, nfe = [], 0
-    for start in range(0, n, s.batch_size):
-        size = min(s.batch_size, n - start)
-        x, info = sample(model, model.sde, (size, *data_shape(cfg.data)), sampler=sampler,
-                         steps=None if sampler == "ode" else steps, generator=gen,
-                         device=args.device, progress=not args.no_progress)
-        chunks.append(x.cpu())
-        nfe += info.nfe
-    x = torch.cat(chunks)
+    x, nfe = distributed.sharded_sample(
+        model, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
+        device=args.device, sampler=sampler, steps=None if sampler == "ode" else steps,
+        progress=not args.no_progress and distributed.is_main())
+    if not distributed.is_main():
+        return 0
+    blocks = math.ceil(n / s.batch_size)
     out = Path(args.out) if args.out else run_dir / "samples" / f"{sampler}_{steps}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(x, out.with_suffix(".pt"))
-    _plot(x, cfg, out, f"{cfg.name}: {sampler}, {steps} steps, NFE/batch {nfe // len(chunks)}")
+    _plot(x, cfg, out, f"{cfg.name}: {sampler}, {steps} steps, NFE/batch {nfe // blocks}")
     _write_json(out.with_suffix(".json"), {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe})
     print(f"{n} samples -> {out} (NFE {nfe})")
     return 0
@@ -242,27 +242,25 @@ def _likelihood_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_likelihood(args: argparse.Namespace) -> int:
-    from scoresde.likelihood import bits_per_dim, log_likelihood
-
     cfg, run_dir = resolve(args)
     lk = cfg.likelihood
     n, trace = args.n or lk.n, args.trace or lk.trace
     model = load_trained(run_dir, cfg, args.device, lk.ema)
     data = load_data(cfg.data)
-    gen = torch.Generator(args.device).manual_seed(lk.seed)
     ode_kw = {"trace": trace, "method": lk.method, "rtol": lk.rtol, "atol": lk.atol, "eps": lk.eps}
+    blocks = {"seed": lk.seed, "batch_size": lk.batch_size}
     if data.num_levels is None:
-        nll = torch.cat([
-            -log_likelihood(model, model.sde, x.to(args.device), generator=gen, **ode_kw).logp.cpu()
-            for x in data.test[:n].split(lk.batch_size)
-        ])
-        record = {"unit": "nats", "mean": nll.mean().item(),
-                  "sem": nll.std().item() / math.sqrt(len(nll))}
+        logp, _ = distributed.sharded_log_likelihood(
+            model, model.sde, data.test[:n].to(args.device), **blocks, **ode_kw)
+        record = {"unit": "nats", "mean": -logp.mean().item(),
+                  "sem": logp.std().item() / math.sqrt(len(logp))}
     else:
-        res = bits_per_dim(model, model.sde, data.test_levels[:n].to(args.device),
-                           num_levels=data.num_levels, generator=gen, batch_size=lk.batch_size,
-                           progress=not args.no_progress, **ode_kw)
+        res = distributed.sharded_bits_per_dim(
+            model, model.sde, data.test_levels[:n].to(args.device), num_levels=data.num_levels,
+            **blocks, **ode_kw)
         record = {"unit": "bits/dim", "mean": res.mean, "sem": res.stderr}
+    if not distributed.is_main():
+        return 0
     record.update(n=min(n, len(data.test)), **ode_kw)
     _write_json(run_dir / "likelihood.json", record)
     print(f"{cfg.name}: {record['mean']:.4f} ± {record['sem']:.4f} {record['unit']} (n = {record['n']})")
@@ -289,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scoresde`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command].run(args) or 0
+        with distributed.session(args):
+            return COMMANDS[args.command].run(args) or 0
     except (ValueError, FileNotFoundError) as err:
         print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
         return 2
