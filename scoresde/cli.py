@@ -1,4 +1,4 @@
-"""Command line: ``scoresde train | sample | likelihood`` (also ``python -m scoresde``).
+"""Command line: ``scoresde train | sample | likelihood | compare`` (also ``python -m scoresde``).
 
 Run directory layout (``--run-dir``, default ``runs/<config name>``)::
 
@@ -273,6 +273,23 @@ register("sample", Command("draw samples from a trained model with any sampler",
                            _sample_args, run_sample))
 register("likelihood", Command("held-out NLL (nats) or bits/dim through the probability-flow ODE",
                                _likelihood_args, run_likelihood))
+
+
+def _compare_args(parser: argparse.ArgumentParser) -> None:
+    from scoresde.compare import add_arguments
+
+    add_arguments(parser)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from scoresde.compare import main as compare_main
+
+    return compare_main(args)
+
+
+register("compare", Command("the main job: train small models, compare every sampler on every "
+                            "SDE (NFE, time, sliced W2) and the PF-ODE NLL; table and figures",
+                            _compare_args, run_compare))
 
 
 def build_parser() -> argparse.ArgumentParser:

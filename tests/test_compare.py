@@ -1,0 +1,55 @@
+"""``scoresde compare --quick``: the main job end to end on the embedded 2-D mixture."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from scoresde import cli
+from scoresde.compare import steps_for
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("compare")
+    code = cli.main(["compare", "--quick", "--run-dir", str(run_dir), "--device", "cpu",
+                     "--no-progress"])
+    assert code == 0
+    return run_dir
+
+
+def test_compare_writes_table_and_figures(quick_run):
+    report = (quick_run / "report.md").read_text()
+    assert "| sampler | SDE | NFE | wall s | sliced W2 |" in report
+    assert "PF-ODE NLL (model)" in report
+    for name in ("quality_vs_nfe", "samples_pc", "samples_ode", "samples_ancestral"):
+        png = quick_run / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def test_compare_values_are_sane(quick_run):
+    result = json.loads((quick_run / "results.json").read_text())
+    runs = result["runs"]
+    assert {r["sde"] for r in runs} == {"vp", "subvp", "ve"}
+    assert not any(r["sampler"] == "ancestral" and r["sde"] == "subvp" for r in runs)
+    assert all(r["nfe"] >= 1 and r["seconds"] > 0 and r["sw2"] > 0 for r in runs)
+    assert all(math.isfinite(r["chi2"]) for r in runs if math.isfinite(r["sw2"]))
+    for rec in result["likelihood"]:
+        # the exact NLL of the held-out points, and the ODE with the exact score close to it
+        assert 2.0 < rec["exact"] < 3.5 and abs(rec["oracle_ode"] - rec["exact"]) < 0.05
+        assert math.isfinite(rec["model"]) and rec["nfe"] > 0
+    assert 0 < min(result["floor_sw2"]) <= max(result["floor_sw2"]) < 1
+
+
+@pytest.mark.parametrize(("sampler", "nfe", "steps"),
+                         [("em", 10, 9), ("heun", 11, 5), ("pc", 21, 10), ("ode_rk4", 9, 2)])
+def test_steps_for_budget(sampler, nfe, steps):
+    assert steps_for(sampler, nfe)[0] == steps
+
+
+def test_compare_rejects_unknown_sde(tmp_path, capsys):
+    code = cli.main(["compare", "--quick", "--sdes", "vp,bogus", "--run-dir", str(tmp_path),
+                     "--no-progress"])
+    assert code == 2 and "sdes" in capsys.readouterr().err
