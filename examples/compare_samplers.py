@@ -16,7 +16,7 @@ import torch
 from _common import parse, parser, pyplot, save_figure, save_json
 
 import scoresde as ss
-from scoresde.compare import Defaults, measure, plan_runs, quality_vs_nfe
+from scoresde.compare import Defaults, line_style, measure, plan_runs, quality_vs_nfe
 
 SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 
@@ -39,12 +39,13 @@ def run(sde_name: str, d: Defaults, gm, reference, args) -> list[dict]:
 def chi2_figure(runs: list[dict], out) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(SDES), figsize=(15, 4), sharey=True)
+    labels = list(dict.fromkeys(r["sampler"] for r in runs))
     for ax, sde_name in zip(axes, SDES, strict=True):
-        for label in dict.fromkeys(r["sampler"] for r in runs):
+        for i, label in enumerate(labels):
             pts = sorted((r["nfe"], r["chi2"]) for r in runs if r["sampler"] == label
                          and r["sde"] == sde_name and r["chi2"] is not None)
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=label)
+                ax.plot(*zip(*pts, strict=True), **line_style(i), label=label)
         ax.axhline(5.99, color="0.5", ls="--", label="95% of exact samples")
         ax.set_xscale("log"), ax.set_yscale("log"), ax.set_title(sde_name)
         ax.set_xlabel("NFE")

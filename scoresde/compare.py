@@ -335,6 +335,13 @@ def report_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def line_style(i: int) -> dict:
+    """The ``i``-th sampler's colour and marker, the same in every panel (tab20 has 20 colours)."""
+    from matplotlib import colormaps
+
+    return {"color": colormaps["tab20"](2 * i % 20 + i // 10), "marker": "osD^v"[i % 5], "ms": 4}
+
+
 def _line_label(sampler: str) -> str:
     return {"ode": "ode (dopri5)", "ode_rk4": "ode (rk4)"}.get(sampler, sampler)
 
@@ -438,12 +445,13 @@ def quality_vs_nfe(path: Path, runs: list[dict], floor: list[float], sdes) -> No
     the grey band is the spread of exact samples of the same size (the floor)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(sdes), figsize=(5 * len(sdes), 4), squeeze=False, sharey=True)
+    labels = list(dict.fromkeys(r["sampler"] for r in runs))
     for ax, sde_name in zip(axes[0], sdes, strict=True):
-        for label in dict.fromkeys(r["sampler"] for r in runs):
+        for i, label in enumerate(labels):
             pts = sorted((r["nfe"], r["sw2"]) for r in runs
                          if r["sampler"] == label and r["sde"] == sde_name)
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=_line_label(label))
+                ax.plot(*zip(*pts, strict=True), **line_style(i), label=_line_label(label))
         ax.axhspan(min(floor), max(floor), color="0.85", label="exact sample")
         ax.set_xscale("log"), ax.set_yscale("log")
         ax.set_xlabel("NFE (score evaluations)"), ax.set_title(sde_name)
