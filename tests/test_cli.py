@@ -6,20 +6,9 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from scoresde import cli
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: one intra-op thread avoids oversubscription (up to 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TINY_TOY = ["model.width=16", "model.depth=1", "model.embed_dim=8", "data.n_train=256",
             "data.n_test=64", "train.batch_size=32", "train.log_every=2"]

@@ -16,15 +16,6 @@ from scoresde.shapes import append_dims
 EPS = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: torch's intra-op thread pool only adds latency (ms per softmax on a busy
-    2-core machine), so these tests run single-threaded and restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 SDES = {
     "vp": lambda: ss.VPSDE(),
     "subvp": lambda: ss.SubVPSDE(),

@@ -32,16 +32,6 @@ from scoresde.losses import (
     weighting,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: one intra-op thread avoids oversubscription (up to 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 Z = 5.0
 N = 20_000
 SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}

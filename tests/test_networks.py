@@ -7,15 +7,6 @@ import torch
 
 from scoresde.networks import MLP, SinusoidalEmbedding, UNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: one intra-op thread avoids oversubscription (up to 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 NETS = [
     (lambda: MLP(3, width=32, depth=2, embed_dim=16), (3,)),
     (lambda: UNet(1, 8, channels=16, channel_mult=(1, 2), attn_resolutions=(4,)), (1, 8, 8)),

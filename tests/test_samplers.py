@@ -19,15 +19,6 @@ GM = ss.toy_mixture()
 SMALL_STEPS = {"ald": 4, "ode": None, "heun": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are small: use one intra-op thread. With two threads on a loaded 2-core
-    machine, OpenMP oversubscription made a 250-step run take 15.5 s instead of 0.9 s (measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)

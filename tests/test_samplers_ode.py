@@ -13,15 +13,6 @@ SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
 GM = ss.toy_mixture()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are small: use one intra-op thread. With two threads on a loaded 2-core
-    machine, OpenMP oversubscription made a 250-step run take 15.5 s instead of 0.9 s (measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _recording(score_fn):
     """A score_fn that records the times it is called at."""

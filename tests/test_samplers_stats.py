@@ -60,15 +60,6 @@ CASES = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are small: use one intra-op thread. With two threads on a loaded 2-core
-    machine, OpenMP oversubscription made a 250-step run take 15.5 s instead of 0.9 s (measured)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def mixture16() -> ss.GaussianMixture:
     """A 16-D, three-component mixture: means ~3 from the origin, per-axis stds in [0.3, 0.8]."""

@@ -17,15 +17,6 @@ from torch import nn
 import scoresde as ss
 from scoresde.score import ScoreModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: one intra-op thread avoids oversubscription (up to 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 GM = ss.toy_mixture()
 

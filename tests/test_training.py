@@ -15,15 +15,6 @@ from scoresde.score import ScoreModel
 from scoresde.training import Hook, Trainer, read_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared: one intra-op thread avoids oversubscription (up to 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _trainer(run_dir, *, fingerprint=None, width=16, batch=32, accumulate=1, loss=None, **kw):
     torch.manual_seed(0)
     sde = ss.VPSDE()
