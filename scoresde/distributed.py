@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -255,14 +256,21 @@ class DistributedTrainer(Trainer):
         return state
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Collective: gather every rank's random states; rank 0 writes; all wait for it."""
-        self._rank_rng = all_gather({"torch": torch.get_rng_state(),
-                                     "noise": self.generator.get_state()})
+        """Collective: gather every rank's random states; rank 0 writes; all wait for it.
+
+        Called while a ``KeyboardInterrupt`` is handled (the ranks may then be at different
+        points), it communicates nothing: rank 0 writes its own state, without the other ranks'
+        random states, so a resume reseeds the noise.
+        """
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        self._rank_rng = [] if interrupted else all_gather(
+            {"torch": torch.get_rng_state(), "noise": self.generator.get_state()})
         path = Path(path) if path is not None else self.checkpoint_path
         if self.rank == 0:
             super().save(path)
-        with collective("checkpoint barrier"):
-            dist.barrier()
+        if not interrupted:
+            with collective("checkpoint barrier"):
+                dist.barrier()
         return path
 
     def _restore_rng(self, rng: dict) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import traceback
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,35 @@ def test_dead_rank_fails_the_run_with_a_clear_error(tmp_path):
     assert codes[0] not in (0, None), "rank 0 should fail, not hang or succeed"
     error = (tmp_path / "rank0.err").read_text()
     assert "DistributedError: rank 0 of 2: training step 2 failed" in error
+
+
+def test_interrupt_saves_rank_zero_state_without_collectives(tmp_path):
+    """Ctrl-C: rank 0 writes its last full step alone; resuming reseeds the noise."""
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1,
+                                         timeout=timedelta(seconds=COLLECTIVE_TIMEOUT))
+    try:
+        loss, calls = make_loss("dsm", ss.VPSDE()), [0]
+
+        def loss_fn(model, x0, gen):
+            calls[0] += 1
+            if calls[0] == 5:  # the first micro-batch of step 3
+                raise KeyboardInterrupt
+            return loss(model, x0, gen)
+
+        trainer = _trainer(distributed.DistributedTrainer,
+                           distributed.ShardedLoader(_data(), BATCH, SEED), tmp_path, loss_fn)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(STEPS)
+        state = read_checkpoint(trainer.checkpoint_path)
+        assert state["step"] == 2 and state["rng"]["ranks"] == []
+        resumed = _trainer(distributed.DistributedTrainer,
+                           distributed.ShardedLoader(_data(), BATCH, SEED), tmp_path)
+        assert resumed.maybe_resume() and resumed.step == 2
+        expected = torch.Generator().manual_seed(distributed.derived_seed(SEED, 0, 2))
+        assert torch.equal(resumed.generator.get_state(), expected.get_state())
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
