@@ -149,6 +149,8 @@ def _base_config(opts: CompareOptions) -> Config:
 
 def _resolve_defaults(opts: CompareOptions, image: bool) -> Defaults:
     d = QUICK_DEFAULTS if opts.quick else (IMAGE_DEFAULTS if image else TOY_DEFAULTS)
+    if opts.quick and image:
+        d = replace(d, n_samples=16, n_likelihood=8, reference_size=0)
     return replace(
         d,
         nfe=opts.nfe or d.nfe,
