@@ -18,7 +18,7 @@ import torch
 import torch.multiprocessing as mp
 
 import scoresde as ss
-from scoresde import distributed
+from scoresde import cli, distributed
 from scoresde.data import TensorLoader, toy_2d
 from scoresde.losses import make_loss
 from scoresde.networks import MLP
@@ -32,6 +32,10 @@ COLLECTIVE_TIMEOUT = 20.0  # seconds, for init_process_group
 JOIN_TIMEOUT = 90.0  # seconds, for each spawned process
 BPD = {"n": 10, "batch_size": 3, "seed": 5}  # 4 blocks of 3, 3, 3, 1: ranks get 2 each
 SAMPLE = {"n": 7, "batch_size": 2, "seed": 6}
+CLI_SETS = ["model.width=16", "model.depth=1", "model.embed_dim=8", "data.n_train=256",
+            "data.n_test=64", "train.batch_size=32", "train.log_every=2", "train.steps=2",
+            "sample.batch_size=4", "likelihood.batch_size=3", "likelihood.rtol=1e-3",
+            "likelihood.atol=1e-3"]
 
 
 def _model() -> ss.ScoreModel:
@@ -102,9 +106,19 @@ def _train_and_eval(rank: int, out: Path) -> None:
     resumed = _trainer(cls, distributed.ShardedLoader(data, BATCH, SEED), out / "resumed")
     assert resumed.maybe_resume()
     resumed.fit(STEPS)
+    _cli(out / "cli", "train")
+    _cli(out / "cli", "sample", "--sampler", "em", "--steps", "5", "--n", "10")
+    _cli(out / "cli", "likelihood", "--n", "8")
     torch.save({"model": full.model.state_dict(), "ema": full.ema.state_dict(),
                 "resumed": resumed.model.state_dict(), "resumed_ema": resumed.ema.state_dict(),
                 "bpd": _oracle_bpd().bpd, "samples": _oracle_samples()}, out / f"rank{rank}.pt")
+
+
+def _cli(run_dir: Path, *args: str) -> None:
+    argv = [*args, "--run-dir", str(run_dir), "--device", "cpu", "--no-progress"]
+    for item in CLI_SETS:
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
 
 
 def _die_at_step_two(rank: int, out: Path) -> None:
@@ -215,6 +229,19 @@ def test_sharded_evaluation_equals_one_process(run):
     for saved in _ranks(run):
         assert torch.equal(saved["bpd"], bpd.bpd)
         assert torch.equal(saved["samples"][0], x) and saved["samples"][1] == nfe
+
+
+def test_cli_under_two_ranks(run, tmp_path):
+    """``scoresde train / sample / likelihood`` in the group: rank 0 writes, results as one process."""
+    run_dir = run / "cli"
+    metrics = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1 and '"world_size": 2' in metrics[0]
+    two = torch.load(run_dir / "samples" / "em_5.pt"), (run_dir / "likelihood.json").read_text()
+    _cli(run_dir, "sample", "--sampler", "em", "--steps", "5", "--n", "10",
+         "--out", str(tmp_path / "one.png"))
+    _cli(run_dir, "likelihood", "--n", "8")
+    assert torch.equal(torch.load(tmp_path / "one.pt"), two[0])
+    assert (run_dir / "likelihood.json").read_text() == two[1]
 
 
 def test_sharded_bpd_is_bits_per_dim_block_by_block():
