@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from scoresde.analytic import GaussianMixture, toy_mixture
+from scoresde.cli import build_trainer, load_data
 from scoresde.config import Config, load_config
 from scoresde.data import TOYS, Dataset
 from scoresde.likelihood import bits_per_dim, log_likelihood
@@ -117,7 +118,7 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
     base = _base_config(opts)
     image = base.data.name not in TOYS
     d = _resolve_defaults(opts, image)
-    data = _load(base)
+    data = load_data(base.data)
     oracle = toy_mixture() if base.data.name == "mixture" else None
     reference = _reference(oracle, data, d.reference_size, opts.seed)
     sdes = opts.sdes or (SDE_NAMES if not image else (base.sde.name,))
@@ -150,7 +151,7 @@ def _base_config(opts: CompareOptions) -> Config:
 def _resolve_defaults(opts: CompareOptions, image: bool) -> Defaults:
     d = QUICK_DEFAULTS if opts.quick else (IMAGE_DEFAULTS if image else TOY_DEFAULTS)
     if opts.quick and image:
-        d = replace(d, n_samples=16, n_likelihood=8, reference_size=0)
+        d = replace(d, n_samples=16, n_likelihood=8)
     return replace(
         d,
         nfe=opts.nfe or d.nfe,
@@ -158,12 +159,6 @@ def _resolve_defaults(opts: CompareOptions, image: bool) -> Defaults:
         n_samples=opts.n_samples or d.n_samples,
         n_likelihood=opts.n_likelihood or d.n_likelihood,
     )
-
-
-def _load(cfg: Config) -> Dataset:
-    from scoresde.cli import load_data
-
-    return load_data(cfg.data)
 
 
 def _sde_config(base: Config, name: str, data: Dataset) -> Config:
@@ -183,8 +178,6 @@ def _diameter(x: Tensor, n: int = 2000) -> float:
 
 def _train(cfg: Config, data: Dataset, run_dir: Path, d: Defaults, opts: CompareOptions):
     """Train ``cfg``'s model for ``d.train_steps`` steps (from scratch) and return its EMA."""
-    from scoresde.cli import build_trainer
-
     cfg.train.steps = d.train_steps
     cfg.train.seed = opts.seed
     cfg.train.warmup = min(cfg.train.warmup, d.train_steps // 10)
@@ -370,6 +363,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nfe", help="comma-separated NFE budgets, e.g. 10,25,50,100")
     parser.add_argument("--train-steps", type=int, help="optimiser steps per SDE")
     parser.add_argument("--n-samples", type=int, help="samples per sampler run")
+    parser.add_argument("--n-likelihood", type=int, help="held-out points for the PF-ODE NLL")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -387,7 +381,8 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
     return CompareOptions(
         config=args.config, overrides=tuple(args.set), data_dir=args.data_dir,
         sdes=split(args.sdes), samplers=split(args.samplers), nfe=split(args.nfe, int),
-        train_steps=args.train_steps, n_samples=args.n_samples, quick=args.quick,
+        train_steps=args.train_steps, n_samples=args.n_samples, n_likelihood=args.n_likelihood,
+        quick=args.quick,
         device=args.device, seed=args.seed, progress=not args.no_progress,
     )
 
