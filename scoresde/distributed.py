@@ -42,7 +42,7 @@ from scoresde.data import TensorLoader
 from scoresde.likelihood import BitsPerDim, bits_per_dim, log_likelihood
 from scoresde.samplers import sample
 from scoresde.sde import SDE, ScoreFn
-from scoresde.training import Trainer
+from scoresde.training import LossFn, Trainer
 
 BACKENDS = ("auto", "nccl", "gloo")
 DEFAULT_TIMEOUT = 600.0
@@ -99,7 +99,7 @@ def init(device: str | torch.device = "cpu", backend: str = "auto",
     Returns this rank's device. ``timeout`` (seconds) bounds every collective.
     """
     if timeout <= 0:
-        raise ValueError(f"timeout must be positive; got {timeout}")
+        raise ValueError(f"timeout (--dist-timeout) must be positive; got {timeout}")
     dev = local_device(device)
     if launched() and not dist.is_initialized():
         dist.init_process_group(resolve_backend(backend, dev), init_method="env://",
@@ -208,7 +208,7 @@ def make_loader(data: Tensor, batch_size: int, seed: int = 0) -> TensorLoader:
 class DistributedTrainer(Trainer):
     """:class:`~scoresde.training.Trainer` under DistributedDataParallel (same arguments).
 
-    ``loader`` should be a :class:`ShardedLoader`. Rank ``r`` seeds its noise with
+    ``loader`` must be a :class:`ShardedLoader` of this rank. Rank ``r`` seeds its noise with
     :func:`rank_seed`; rank 0's parameters are broadcast (and copied to the EMA) at start.
     :meth:`save` is collective (every rank's random states are gathered); only rank 0 writes the
     checkpoint and the metrics, the logged loss is the mean over ranks. On resume with the same
@@ -217,9 +217,13 @@ class DistributedTrainer(Trainer):
     ``derived_seed(seed, rank, step)``.
     """
 
-    def __init__(self, model: nn.Module, loss_fn, loader: TensorLoader, *, seed: int = 0,
-                 progress: bool = True, **kwargs):
+    def __init__(self, model: nn.Module, loss_fn: LossFn, loader: ShardedLoader, *,
+                 seed: int = 0, progress: bool = True, **kwargs):
         self.rank, self.world_size, self.base_seed = rank(), world_size(), seed
+        if not isinstance(loader, ShardedLoader) or (loader.rank, loader.world_size) != (
+                self.rank, self.world_size):
+            raise ValueError(f"loader must be a ShardedLoader for rank {self.rank} of "
+                             f"{self.world_size}; got {loader!r}")
         torch.manual_seed(rank_seed(seed, self.rank))
         super().__init__(model, loss_fn, loader, seed=rank_seed(seed, self.rank),
                          progress=progress and self.rank == 0, **kwargs)

@@ -313,8 +313,11 @@ def test_argument_errors():
         distributed.ShardedLoader(torch.zeros(10, 2), 6, rank_=0, world=4)
     with pytest.raises(ValueError, match="backend must be one of"):
         distributed.resolve_backend("mpi", torch.device("cpu"))
-    with pytest.raises(ValueError, match="timeout must be positive"):
+    with pytest.raises(ValueError, match="timeout \\(--dist-timeout\\) must be positive"):
         distributed.init("cpu", timeout=0)
+    with pytest.raises(ValueError, match="loader must be a ShardedLoader for rank 0 of 1"):
+        distributed.DistributedTrainer(_model(), make_loss("dsm", ss.VPSDE()),
+                                       TensorLoader(_data(), BATCH), run_dir="unused")
     assert distributed.resolve_backend("auto", torch.device("cpu")) == "gloo"
     assert distributed.resolve_backend("auto", torch.device("cuda", 0)) == "nccl"
     assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != 7
