@@ -14,6 +14,7 @@ so :func:`load_k_diffusion` loads that one file with a stub ``utils`` module.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import sys
@@ -30,6 +31,7 @@ from scoresde.shapes import append_dims
 MISSING: dict[str, str] = {}
 
 
+@functools.cache
 def load_k_diffusion() -> types.ModuleType | None:
     """k-diffusion's ``sampling`` module alone, or ``None`` if k-diffusion/torchsde are missing."""
     spec = importlib.util.find_spec("k_diffusion")
