@@ -18,9 +18,9 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, coef, report, tweedie
+from scoresde.samplers.common import Callback, ScoreFn, report, tweedie
 from scoresde.samplers.grids import check_grid_args
-from scoresde.shapes import batch_time
+from scoresde.shapes import batch_time, check_time
 
 
 def log_snr(sde, t: Tensor) -> Tensor:
@@ -48,19 +48,21 @@ def dpm_solver_pp(
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3; got {order!r}")
     ts = ts.to(dtype=x.dtype, device=x.device)
-    lambdas = log_snr(sde, ts)
+    check_time(ts, sde.T)
+    alphas, sigmas = sde.mean_coef(ts), sde.std(ts)
+    lambdas = alphas.log() - sigmas.log()
     n_steps = len(ts) - 1
     preds: list[Tensor] = []
     for i in range(n_steps):
-        t, t_next = batch_time(ts[i], x, sde.T), batch_time(ts[i + 1], x, sde.T)
-        preds = [*preds, tweedie(score_fn, sde, x, t)][-order:]
+        # Tweedie's D = (x + σ² s) / α with the grid's scalars, computed once above
+        score = score_fn(x, ts[i].expand(x.shape[0]))
+        preds = [*preds, (x + sigmas[i] ** 2 * score) / alphas[i]][-order:]
         k = min(order, i + 1)
         if lower_order_final and n_steps < 15:
             k = min(k, n_steps - i)
         h = lambdas[i + 1] - lambdas[i]
         hs = [lambdas[i - j] - lambdas[i - j - 1] for j in range(k - 1)]
-        ratio = coef(sde.std(t_next) / sde.std(t), x)
-        x = ratio * x + coef(sde.mean_coef(t_next), x) * _increment(preds[-k:], h, hs)
+        x = sigmas[i + 1] / sigmas[i] * x + alphas[i + 1] * _increment(preds[-k:], h, hs)
         report(f"dpm++{order}m", i, ts[i + 1], x, callback)
     return x
 
