@@ -3,7 +3,9 @@
 Reads the original MNIST ``.gz`` files from ``--data-dir`` (default ``../shared/data/mnist``
 beside the checkout), trains the U-Net of ``configs/mnist_vp.yaml`` (VP SDE, ε-parameterisation,
 EMA), draws an image grid with each of ``--samplers`` and computes the test bits/dim through the
-probability-flow ODE (Hutchinson trace). On a CPU the default run is long (see ``--steps``);
+probability-flow ODE (Hutchinson trace). On a CPU the default run is long (see ``--steps``):
+measured, ``--steps 200`` took 811 s of CPU time (1,207 s wall on a shared CPU) and gave
+3.54 ± 0.04 bits/dim on 100 test images, with samples only starting to look like digits;
 ``--quick`` takes a handful of steps of a tiny U-Net on a small subset and only checks the
 plumbing. Writes ``train_mnist.png`` and ``train_mnist.json``.
 """
