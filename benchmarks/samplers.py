@@ -187,7 +187,8 @@ def prior_mismatch() -> list[dict]:
     started from the prior and from an exact sample of ``p_T``: the mixture χ² separates the
     prior's mismatch with ``p_T`` (which a deterministic sampler never forgets) from the solver."""
     from scoresde.samplers.common import tweedie
-    from scoresde.samplers.multistep import dpm_solver_pp, logsnr_grid
+    from scoresde.samplers.grids import logsnr as logsnr_grid
+    from scoresde.samplers.multistep import dpm_solver_pp
 
     gm, rows = mixture64(), []
     for name, sde in {"VP": ss.VPSDE(), "VE": ss.VESDE(0.01, 50.0)}.items():

@@ -24,7 +24,8 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.samplers.multistep import dpm_solver_pp, logsnr_grid, unipc
+from scoresde.samplers.grids import logsnr as logsnr_grid
+from scoresde.samplers.multistep import dpm_solver_pp, unipc
 
 ORDER_TOL = 0.3
 MU, VAR = torch.tensor([1.5, -1.5], dtype=torch.float64), 0.25

@@ -16,7 +16,7 @@ from scoresde.samplers.ddim import ddim
 from scoresde.samplers.fast import fast_choice
 from scoresde.samplers.heun import heun
 from scoresde.samplers.langevin import annealed_langevin
-from scoresde.samplers.multistep import dpmpp_2m, dpmpp_3m, logsnr_grid, unipc
+from scoresde.samplers.multistep import dpmpp_2m, dpmpp_3m, unipc
 from scoresde.samplers.ode import FIXED_METHODS, check_method, probability_flow
 from scoresde.samplers.pc import predictor_corrector
 from scoresde.samplers.sde_solvers import ancestral, euler_maruyama, reverse_diffusion
@@ -49,7 +49,7 @@ GRIDS = {
     "uniform": grids.uniform,
     "karras": grids.karras,
     "geometric_std": grids.geometric_std,
-    "logsnr": logsnr_grid,
+    "logsnr": grids.logsnr,
 }
 
 

@@ -65,6 +65,21 @@ def geometric_std(sde, steps: int, eps: float) -> Tensor:
     return _invert(sde.std, levels, sde, eps)
 
 
+def logsnr(sde, steps: int, eps: float) -> Tensor:
+    """Times uniform in the half log-SNR ``λ(t) = log(m(t) / std(t))``, from ``λ(T)`` to ``λ(eps)``:
+    ``σ̃ = std / m = e^{-λ}`` geometric from ``σ̃(T)`` down to ``σ̃(eps)``, ``steps + 1`` points.
+    The default grid of the DPM-Solver++ and UniPC samplers, which step in ``λ``.
+    """
+    check_grid_args(sde, steps, eps)
+
+    def ratio(t: Tensor) -> Tensor:
+        return sde.std(t) / sde.mean_coef(t)
+
+    lo, hi = _ends(ratio, sde, eps)
+    levels = torch.logspace(hi.log10().item(), lo.log10().item(), steps + 1, dtype=torch.float64)
+    return _invert(ratio, levels, sde, eps)
+
+
 def _ends(fn: Callable[[Tensor], Tensor], sde, eps: float) -> tuple[Tensor, Tensor]:
     t = torch.tensor([eps, sde.T], dtype=torch.float64)
     lo, hi = fn(t)

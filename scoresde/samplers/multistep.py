@@ -13,13 +13,10 @@ steps' predictions. With ``h = λ_t - λ_s`` the first-order step is DDIM,
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from scoresde.samplers.common import Callback, ScoreFn, report, tweedie
-from scoresde.samplers.grids import check_grid_args
 from scoresde.shapes import batch_time, check_time
 
 
@@ -127,27 +124,6 @@ def _increment(preds: list[Tensor], h: Tensor, hs: list[Tensor]) -> Tensor:
     phi1 = phi0 / h + 1
     phi2 = (phi0 + h) / h**2 - 0.5
     return -phi0 * d0 + phi1 * d1 - phi2 * d2
-
-
-def logsnr_grid(sde, steps: int, eps: float) -> Tensor:
-    """Times uniform in ``λ``: ``λ_i = λ(T) + (i / steps)(λ(eps) - λ(T))``, ``i = 0..steps``.
-
-    ``λ`` is inverted by bisection on ``[eps, T]``; ``ts[0] = T`` and ``ts[-1] = eps`` exactly.
-    """
-    check_grid_args(sde, steps, eps)
-    ends = torch.tensor([sde.T, eps], dtype=torch.float64)
-    lam_T, lam_eps = log_snr(sde, ends)
-    levels = torch.linspace(float(lam_T), float(lam_eps), steps + 1, dtype=torch.float64)
-    lo = torch.full_like(levels, eps)
-    hi = torch.full_like(levels, sde.T)
-    for _ in range(int(math.log2((sde.T - eps) / 1e-16)) + 1):
-        mid = 0.5 * (lo + hi)
-        below = log_snr(sde, mid) < levels
-        hi = torch.where(below, mid, hi)
-        lo = torch.where(below, lo, mid)
-    ts = 0.5 * (lo + hi)
-    ts[0], ts[-1] = sde.T, eps
-    return ts
 
 
 def unipc(
