@@ -1,0 +1,53 @@
+"""``benchmarks/mnist.py --quick`` trains the three MNIST configs (tiny U-Net) for a moment and
+records bits/dim against training time and a sample grid per config.
+
+Speed and quality are measured by the benchmark, never asserted here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "mnist.py"
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not found beside the checkout")
+def test_mnist_benchmark_quick(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_mnist", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_mnist", bench)  # its dataclass looks itself up
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        bench.main(["--quick", "--results", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    out = json.loads((tmp_path / "mnist_quick.json").read_text())
+    assert out["quick"] and {"date", "machine", "versions"} <= out.keys()
+    assert out["budget_minutes_per_config"] > 0 and out["eval_fractions"][-1] == 1.0
+    n = out["bits_per_dim"]["n_test"]
+    assert len(set(out["bits_per_dim"]["test_indices"])) == n >= 2
+    assert set(out["configs"]) == {"mnist_vp", "mnist_subvp", "mnist_ve"}
+    for name, rec in out["configs"].items():
+        assert rec["steps"] >= 1 and rec["steps_per_s"] > 0
+        evals = rec["evals"]
+        assert len(evals) == len(out["eval_fractions"])
+        assert [e["step"] for e in evals] == sorted(e["step"] for e in evals)
+        assert evals[-1]["step"] == rec["steps"]
+        for e in evals:
+            assert math.isfinite(e["bpd"]) and 0 < e["bpd"] < 30 and e["se"] > 0
+            assert e["n"] == n and e["nfe"] > 0 and e["train_seconds"] > 0
+        for sampler in ("ddim", "dpm++2m", "heun", "pc"):
+            s = rec["samplers"][sampler]
+            assert 1 <= s["nfe"] <= out["sampling"]["nfe_target"] and s["seconds"] > 0
+        assert (tmp_path / f"{name}_samples_quick.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "mnist_bpd_quick.png").stat().st_size > 0
