@@ -1,4 +1,5 @@
-"""Pieces every sampler shares: Gaussian noise, the per-step report, Tweedie's denoiser."""
+"""Pieces every sampler shares: the grid's coefficients, Gaussian noise, the per-step report,
+Tweedie's denoiser."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from scoresde.shapes import append_dims, batch_time
+from scoresde.shapes import append_dims, batch_time, check_time
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict], None]
@@ -26,14 +27,45 @@ class CountingScore:
         return self.score_fn(x, t)
 
 
+class Grid:
+    """A decreasing time grid ``ts`` with its coefficients computed once per run.
+
+    ``t[i]``, ``m[i] = m(t_i)``, ``std[i] = std(t_i)``, ``beta[i] = β(t_i)`` and
+    ``g2[i] = g(t_i)^2`` are Python floats evaluated in float64, as is the forward step from
+    ``t_{i+1}`` to ``t_i`` of ``sde.discretize``, ``x_{t_i} = x_{t_{i+1}} + f + G z`` with
+    ``f = chain_f[i] x`` (every SDE here is linear in ``x``) and ``G = chain_g[i]``. So a step does
+    no tensor work on scalars and no host synchronisation; :meth:`time` is the ``(batch,)`` time
+    the score takes.
+    ``steps = len(ts) - 1``. Raises ``ValueError`` if ``ts`` leaves ``[0, T]``.
+    """
+
+    def __init__(self, sde, ts: Tensor, x: Tensor):
+        ts64 = ts.detach().to("cpu", torch.float64)
+        check_time(ts64, sde.T)
+        self.sde, self.steps = sde, len(ts) - 1
+        self.t = ts64.tolist()
+        self.m, self.std = sde.mean_coef(ts64).tolist(), sde.std(ts64).tolist()
+        self.beta, self.g2 = sde.beta(ts64).tolist(), (sde.diffusion(ts64) ** 2).tolist()
+        f, G = sde.discretize(torch.ones(self.steps, 1, dtype=torch.float64), ts64[:-1], -ts64.diff())
+        self.chain_f, self.chain_g = f.flatten().tolist(), G.flatten().tolist()
+        self._times = ts.to(x.device, x.dtype).unsqueeze(1).expand(-1, x.shape[0])
+
+    def time(self, i: int) -> Tensor:
+        """``t_i`` for each sample of the batch, shape ``(batch,)``."""
+        return self._times[i]
+
+    def sigma(self, i: int) -> float:
+        """EDM's noise-to-signal ratio ``σ̃_i = std(t_i) / m(t_i)``."""
+        return self.std[i] / self.m[i]
+
+    def denoised(self, i: int, x: Tensor, score: Tensor) -> Tensor:
+        """Tweedie's ``D = (x + std_i^2 s) / m_i`` at grid point ``i``."""
+        return torch.add(x, score, alpha=self.std[i] ** 2) / self.m[i]
+
+
 def noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard normal noise of the shape, dtype and device of ``x``, drawn from ``generator``."""
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def coef(values: Tensor, x: Tensor) -> Tensor:
-    """A per-sample coefficient ``(batch,)`` shaped ``(batch, 1, ..., 1)`` to broadcast with ``x``."""
-    return append_dims(values, x.ndim)
 
 
 def check_finite(sampler: str, i: int, t: Tensor, x: Tensor) -> None:
@@ -55,5 +87,5 @@ def report(sampler: str, i: int, t: Tensor, x: Tensor, callback: Callback | None
 def tweedie(score_fn: ScoreFn, sde, x: Tensor, t: float | Tensor) -> Tensor:
     """Tweedie's denoiser ``E[x_0 | x_t] = (x_t + std(t)^2 s(x_t, t)) / m(t)``."""
     t = batch_time(t, x, sde.T)
-    std, m = coef(sde.std(t), x), coef(sde.mean_coef(t), x)
+    std, m = append_dims(sde.std(t), x.ndim), append_dims(sde.mean_coef(t), x.ndim)
     return (x + std**2 * score_fn(x, t)) / m

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, check_finite, coef, report
-from scoresde.shapes import batch_time
+from scoresde.samplers.common import Callback, Grid, ScoreFn, check_finite, report
 
 
 def heun(
@@ -28,15 +27,13 @@ def heun(
     Euler ``y' = x / m + (σ̃' - σ̃) d``, ``x' = m' y'``; then ``d' = -std(t') s(x', t')`` and
     ``x' = m' (x / m + (σ̃' - σ̃)(d + d') / 2)``. Two score evaluations per step; ``generator`` is
     unused (the method is deterministic) and kept for the shared signature."""
-    for i in range(len(ts) - 1):
-        t, t_next = batch_time(ts[i], x, sde.T), batch_time(ts[i + 1], x, sde.T)
-        m, m_next = coef(sde.mean_coef(t), x), coef(sde.mean_coef(t_next), x)
-        std, std_next = coef(sde.std(t), x), coef(sde.std(t_next), x)
-        dsigma = std_next / m_next - std / m
-        d = -std * score_fn(x, t)
-        x_euler = m_next * (x / m + dsigma * d)
+    grid = Grid(sde, ts, x)
+    for i in range(grid.steps):
+        y, m_next, dsigma = x / grid.m[i], grid.m[i + 1], grid.sigma(i + 1) - grid.sigma(i)
+        d = -grid.std[i] * score_fn(x, grid.time(i))
+        x_euler = m_next * (y + dsigma * d)
         check_finite("heun", i, ts[i + 1], x_euler)
-        d_next = -std_next * score_fn(x_euler, t_next)
-        x = m_next * (x / m + dsigma * 0.5 * (d + d_next))
+        d_next = -grid.std[i + 1] * score_fn(x_euler, grid.time(i + 1))
+        x = m_next * (y + dsigma * 0.5 * (d + d_next))
         report("heun", i, ts[i + 1], x, callback)
     return x

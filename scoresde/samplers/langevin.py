@@ -6,19 +6,20 @@ One Langevin step at time ``t`` with step ``α`` targets ``p_t``:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Generator, ScoreFn, check_finite, coef, noise_like, report
-from scoresde.shapes import batch_time, flatten_batch
+from scoresde.samplers.common import Callback, Generator, Grid, ScoreFn, check_finite, noise_like, report
+from scoresde.shapes import append_dims, flatten_batch
 
 STEP_RATIO = 0.5
 
 
-def langevin_step(score: Tensor, x: Tensor, alpha: Tensor, generator: Generator = None) -> Tensor:
-    """``x + (α / 2) s + sqrt(α) z`` for a per-sample (``(batch,)``) or scalar step ``α``."""
-    alpha = coef(torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(x.shape[0]), x)
-    return x + 0.5 * alpha * score + alpha.sqrt() * noise_like(x, generator)
+def langevin_step(score: Tensor, x: Tensor, alpha: float, generator: Generator = None) -> Tensor:
+    """``x + (α / 2) s + sqrt(α) z`` for a scalar step ``α``."""
+    return torch.add(x, score, alpha=0.5 * alpha) + math.sqrt(alpha) * noise_like(x, generator)
 
 
 def annealed_langevin(
@@ -44,37 +45,36 @@ def annealed_langevin(
     """
     if isinstance(n_steps_each, bool) or not isinstance(n_steps_each, int) or n_steps_each < 1:
         raise ValueError(f"n_steps_each must be an integer >= 1; got {n_steps_each!r}")
-    sigma_last = sde.std(ts[-1])
-    step_lr = STEP_RATIO * float(sigma_last) ** 2 if step_lr is None else step_lr
+    grid = Grid(sde, ts, x)
+    sigma_last = grid.std[-1]
+    step_lr = STEP_RATIO * sigma_last**2 if step_lr is None else step_lr
     if not step_lr > 0:
         raise ValueError(f"step_lr must be > 0; got {step_lr!r}")
     for i, t in enumerate(ts):
-        t_vec = batch_time(t, x, sde.T)
-        alpha = step_lr * (sde.std(t) / sigma_last) ** 2
+        alpha = step_lr * (grid.std[i] / sigma_last) ** 2
         for _ in range(n_steps_each):
-            x = langevin_step(score_fn(x, t_vec), x, alpha, generator)
+            x = langevin_step(score_fn(x, grid.time(i)), x, alpha, generator)
             check_finite("ald", i, t, x)
         report("ald", i, t, x, callback)
     return x
 
 
-def _alpha(sde, t: Tensor, t_next: Tensor) -> Tensor:
-    """Song et al.'s ``α_i``: ``1 - β_i = m(t)^2 / m(t_next)^2`` (``1`` for VE)."""
-    return (sde.mean_coef(t) / sde.mean_coef(t_next)) ** 2
+def _alpha(grid: Grid, i: int) -> float:
+    """Song et al.'s ``α_i``: ``1 - β_i = m(t_i)^2 / m(t_{i+1})^2`` (``1`` for VE)."""
+    return (grid.m[i] / grid.m[i + 1]) ** 2
 
 
 def langevin_corrector(
     score_fn: ScoreFn,
-    sde,
+    grid: Grid,
+    i: int,
     x: Tensor,
-    t: Tensor,
-    t_next: Tensor,
     *,
     snr: float,
     norms: str = "batch",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """One Langevin step at ``t`` with a size set by the signal-to-noise ratio ``r = snr``:
+    """One Langevin step at ``t = t_i`` with a size set by the signal-to-noise ratio ``r = snr``:
     ``ε = 2 α (r ||z|| / ||s||)^2``, ``x <- x + ε s + sqrt(2 ε) z``, ``α`` as in Song et al.
     (Algorithm 5). ``norms="batch"`` (default) uses the batch means of the norms, as the paper's
     code does: one step size for all samples, so each step is plain Langevin dynamics.
@@ -86,29 +86,25 @@ def langevin_corrector(
     """
     if norms not in ("sample", "batch"):
         raise ValueError(f"norms must be 'sample' or 'batch'; got {norms!r}")
-    t_vec = batch_time(t, x, sde.T)
-    score = score_fn(x, t_vec)
+    score = score_fn(x, grid.time(i))
     z = noise_like(x, generator)
     z_norm, s_norm = flatten_batch(z).norm(dim=1), flatten_batch(score).norm(dim=1)
     if norms == "batch":
-        z_norm, s_norm = z_norm.mean().expand_as(z_norm), s_norm.mean().expand_as(s_norm)
-    ratio = z_norm / s_norm
-    step = coef(2 * _alpha(sde, t, t_next) * (snr * ratio) ** 2, x)
+        z_norm, s_norm = z_norm.mean(), s_norm.mean()
+    step = append_dims(2 * _alpha(grid, i) * (snr * z_norm / s_norm) ** 2, x.ndim)
     return x + step * score + (2 * step).sqrt() * z
 
 
 def ald_corrector(
     score_fn: ScoreFn,
-    sde,
+    grid: Grid,
+    i: int,
     x: Tensor,
-    t: Tensor,
-    t_next: Tensor,
     *,
     snr: float,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """One annealed-Langevin step at ``t`` with ``ε = 2 α (r std(t))^2``, ``r = snr``:
+    """One annealed-Langevin step at ``t = t_i`` with ``ε = 2 α (r std(t))^2``, ``r = snr``:
     ``x <- x + ε s + sqrt(2 ε) z`` (Song et al.'s ``AnnealedLangevinDynamics`` corrector)."""
-    t_vec = batch_time(t, x, sde.T)
-    step = 2 * _alpha(sde, t, t_next) * (snr * sde.std(t)) ** 2
-    return langevin_step(score_fn(x, t_vec), x, 2 * step, generator)
+    step = 2 * _alpha(grid, i) * (snr * grid.std[i]) ** 2
+    return langevin_step(score_fn(x, grid.time(i)), x, 2 * step, generator)

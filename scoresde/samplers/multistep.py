@@ -13,16 +13,18 @@ steps' predictions. With ``h = λ_t - λ_s`` the first-order step is DDIM,
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, report, tweedie
-from scoresde.shapes import batch_time, check_time
+from scoresde.samplers.common import Callback, Grid, ScoreFn, report
 
 
-def log_snr(sde, t: Tensor) -> Tensor:
-    """``λ(t) = log(m(t) / std(t))``, decreasing in ``t``."""
-    return sde.mean_coef(t).log() - sde.std(t).log()
+def log_snr(grid: Grid) -> list[float]:
+    """``λ(t_i) = log(m(t_i) / std(t_i))`` on the grid, decreasing in ``t``."""
+    return [math.log(m / std) for m, std in zip(grid.m, grid.std, strict=True)]
 
 
 def dpm_solver_pp(
@@ -44,22 +46,17 @@ def dpm_solver_pp(
     """
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3; got {order!r}")
-    ts = ts.to(dtype=x.dtype, device=x.device)
-    check_time(ts, sde.T)
-    alphas, sigmas = sde.mean_coef(ts), sde.std(ts)
-    lambdas = alphas.log() - sigmas.log()
-    n_steps = len(ts) - 1
+    grid = Grid(sde, ts, x)
+    lambdas = log_snr(grid)
     preds: list[Tensor] = []
-    for i in range(n_steps):
-        # Tweedie's D = (x + σ² s) / α with the grid's scalars, computed once above
-        score = score_fn(x, ts[i].expand(x.shape[0]))
-        preds = [*preds, (x + sigmas[i] ** 2 * score) / alphas[i]][-order:]
+    for i in range(grid.steps):
+        preds = [*preds, grid.denoised(i, x, score_fn(x, grid.time(i)))][-order:]
         k = min(order, i + 1)
-        if lower_order_final and n_steps < 15:
-            k = min(k, n_steps - i)
+        if lower_order_final and grid.steps < 15:
+            k = min(k, grid.steps - i)
         h = lambdas[i + 1] - lambdas[i]
         hs = [lambdas[i - j] - lambdas[i - j - 1] for j in range(k - 1)]
-        x = sigmas[i + 1] / sigmas[i] * x + alphas[i + 1] * _increment(preds[-k:], h, hs)
+        x = grid.std[i + 1] / grid.std[i] * x + grid.m[i + 1] * _increment(preds[-k:], h, hs)
         report(f"dpm++{order}m", i, ts[i + 1], x, callback)
     return x
 
@@ -101,7 +98,7 @@ def dpmpp_3m(
     )
 
 
-def _increment(preds: list[Tensor], h: Tensor, hs: list[Tensor]) -> Tensor:
+def _increment(preds: list[Tensor], h: float, hs: list[float]) -> Tensor:
     """``∫_0^h e^{-(h-u)} D(u) du``-type weights times the extrapolated data predictions.
 
     ``preds`` oldest first; ``hs[j]`` is the log-SNR step ``j + 1`` steps back. Order 1:
@@ -109,7 +106,7 @@ def _increment(preds: list[Tensor], h: Tensor, hs: list[Tensor]) -> Tensor:
     order 3 uses ``φ_1 = (e^{-h} - 1)/h + 1`` and ``φ_2 = (e^{-h} - 1 + h)/h^2 - 1/2`` on the first
     and second divided differences (DPM-Solver++(3M)).
     """
-    phi0 = torch.expm1(-h)
+    phi0 = math.expm1(-h)
     d0 = preds[-1]
     if len(preds) == 1:
         return -phi0 * d0
@@ -147,19 +144,17 @@ def unipc(
     """
     if order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3; got {order!r}")
-    ts = ts.to(dtype=x.dtype, device=x.device)
-    lambdas = log_snr(sde, ts)
-    n_steps = len(ts) - 1
-    preds = [tweedie(score_fn, sde, x, batch_time(ts[0], x, sde.T))]
-    for i in range(n_steps):
+    grid = Grid(sde, ts, x)
+    lambdas = log_snr(grid)
+    preds = [grid.denoised(0, x, score_fn(x, grid.time(0)))]
+    for i in range(grid.steps):
         k = min(order, i + 1)
         if lower_order_final:
-            k = min(k, n_steps - i)
-        t_next = batch_time(ts[i + 1], x, sde.T)
-        step = _UniStep(sde, ts[i], ts[i + 1], lambdas[i - k + 1 : i + 2], preds[-k:], x)
+            k = min(k, grid.steps - i)
+        step = _UniStep(grid, i, lambdas[i - k + 1 : i + 2], preds[-k:], x)
         x_pred = step.predict()
-        if i < n_steps - 1:
-            preds.append(tweedie(score_fn, sde, x_pred, t_next))
+        if i < grid.steps - 1:
+            preds.append(grid.denoised(i + 1, x_pred, score_fn(x_pred, grid.time(i + 1))))
             x = step.correct(preds[-1])
         else:
             x = x_pred
@@ -169,45 +164,45 @@ def unipc(
 
 
 class _UniStep:
-    """One UniPC step from ``λ_s = lambdas[-2]`` to ``λ_t = lambdas[-1]`` with the ``k``
-    data predictions ``preds`` (oldest first, the last one at ``s``)."""
+    """One UniPC step from ``λ_s = lambdas[-2]`` (grid point ``i``) to ``λ_t = lambdas[-1]``
+    with the ``k`` data predictions ``preds`` (oldest first, the last one at ``s``)."""
 
-    def __init__(self, sde, s: Tensor, t: Tensor, lambdas: Tensor, preds: list[Tensor], x: Tensor):
+    def __init__(self, grid: Grid, i: int, lambdas: list[float], preds: list[Tensor], x: Tensor):
         self.h = lambdas[-1] - lambdas[-2]
         self.m0 = preds[-1]
         r = [(lam - lambdas[-2]) / self.h for lam in lambdas[:-2]]
         self.diffs = [(p - self.m0) / rk for p, rk in zip(preds[:-1], r, strict=True)]
-        self.R, self.b = _unipc_system([*r, torch.ones_like(self.h)], self.h)
-        self.alpha_t = sde.mean_coef(t)
-        self.phi1 = torch.expm1(-self.h)
-        self.base = sde.std(t) / sde.std(s) * x - self.alpha_t * self.phi1 * self.m0
+        self.R, self.b = _unipc_system([*r, 1.0], self.h)
+        self.alpha_t = grid.m[i + 1]
+        self.phi1 = math.expm1(-self.h)
+        self.base = grid.std[i + 1] / grid.std[i] * x - self.alpha_t * self.phi1 * self.m0
 
     def predict(self) -> Tensor:
         """UniP: ``x_t = base - α_t B(h) Σ_l ρ_l D_l`` with ``ρ = R[:-1,:-1]^{-1} b[:-1]``."""
         if not self.diffs:
             return self.base
-        rho = torch.linalg.solve(self.R[:-1, :-1], self.b[:-1])
+        rho = np.linalg.solve(self.R[:-1, :-1], self.b[:-1])
         return self.base - self.alpha_t * self.phi1 * _weighted(rho, self.diffs)
 
     def correct(self, m_t: Tensor) -> Tensor:
         """UniC: the same with the new difference ``m_t - m_0`` (``r = 1``) and ``ρ = R^{-1} b``."""
-        rho = torch.linalg.solve(self.R, self.b)
+        rho = np.linalg.solve(self.R, self.b)
         return self.base - self.alpha_t * self.phi1 * _weighted(rho, [*self.diffs, m_t - self.m0])
 
 
-def _unipc_system(r: list[Tensor], h: Tensor) -> tuple[Tensor, Tensor]:
+def _unipc_system(r: list[float], h: float) -> tuple[np.ndarray, np.ndarray]:
     """``R_{jl} = r_l^{j-1}`` and ``b_j = j! φ_{j+1}(-h) / B(h)``, ``j = 1..k``, where
     ``φ_1(z) = (e^z - 1)/z`` and ``φ_{j+1}(z) = (φ_j(z) - 1/j!)/z`` (bh2 variant, ``B(h) = e^{-h} - 1``)."""
     z = -h
-    phi = torch.expm1(z) / z - 1
+    phi = math.expm1(z) / z - 1
     rows, b, factorial = [], [], 1.0
     for j in range(1, len(r) + 1):
-        rows.append(torch.stack(r) ** (j - 1))
-        b.append(phi * factorial / torch.expm1(z))
+        rows.append(np.asarray(r) ** (j - 1))
+        b.append(phi * factorial / math.expm1(z))
         factorial *= j + 1
         phi = phi / z - 1 / factorial
-    return torch.stack(rows), torch.stack(b)
+    return np.stack(rows), np.asarray(b)
 
 
-def _weighted(weights: Tensor, tensors: list[Tensor]) -> Tensor:
-    return sum(w * d for w, d in zip(weights, tensors, strict=True))
+def _weighted(weights: np.ndarray, tensors: list[Tensor]) -> Tensor:
+    return sum(float(w) * d for w, d in zip(weights, tensors, strict=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, ScoreFn, check_finite, report
+from scoresde.samplers.common import Callback, Grid, ScoreFn, check_finite, report
 from scoresde.samplers.langevin import ald_corrector, langevin_corrector
 from scoresde.samplers.sde_solvers import ancestral_step, em_step, reverse_diffusion_step
 from scoresde.sde import VESDE
@@ -55,14 +55,14 @@ def predictor_corrector(
     knobs = {"snr": snr, "generator": generator}
     if correct is langevin_corrector:
         knobs["norms"] = norms
-    for i in range(len(ts) - 1):
-        t, t_next = ts[i], ts[i + 1]
+    grid = Grid(sde, ts, x)
+    for i in range(grid.steps):
         for _ in range(n_corrector if correct is not None else 0):
-            x = correct(score_fn, sde, x, t, t_next, **knobs)
-            check_finite("pc", i, t, x)
+            x = correct(score_fn, grid, i, x, **knobs)
+            check_finite("pc", i, ts[i], x)
         if predict is not None:
-            x = predict(score_fn, sde, x, t, t_next, generator)
-        report("pc", i, t_next, x, callback)
+            x = predict(score_fn, grid, i, x, generator)
+        report("pc", i, ts[i + 1], x, callback)
     return x
 
 

@@ -1,71 +1,69 @@
 """Reverse-SDE solvers: Euler–Maruyama, the reverse-diffusion predictor, ancestral sampling.
 
-Each ``*_step(score_fn, sde, x, t, t_next, generator)`` moves ``x`` from ``t`` down to
-``t_next < t``; each sampler loops one step over a decreasing grid ``ts`` (see ``grids``).
+Each ``*_step(score_fn, grid, i, x, generator)`` moves ``x`` from ``t_i`` down to ``t_{i+1}``
+of a :class:`~scoresde.samplers.common.Grid`; each sampler loops one step over a decreasing grid
+``ts`` (see ``grids``).
 The steps double as predictors of the predictor–corrector sampler.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Generator, ScoreFn, coef, noise_like, report
+from scoresde.samplers.common import Callback, Generator, Grid, ScoreFn, noise_like, report
 from scoresde.sde import VESDE, VPSDE
-from scoresde.shapes import batch_time
 
 
-def em_step(
-    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator: Generator = None
-) -> Tensor:
-    """Euler–Maruyama on the reverse SDE, ``Δt = t_next - t < 0``:
-    ``x' = x + [f(x, t) - g(t)^2 s(x, t)] Δt + g(t) sqrt(-Δt) z``."""
-    t = batch_time(t, x, sde.T)
-    dt = t_next - t
-    rev = sde.reverse(score_fn)
-    g = coef(rev.diffusion(t), x)
-    return x + rev.drift(x, t) * coef(dt, x) + g * coef((-dt).sqrt(), x) * noise_like(x, generator)
+def em_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None) -> Tensor:
+    """Euler–Maruyama on the reverse SDE from ``t = t_i`` to ``t_{i+1}``, ``Δt = t_{i+1} - t < 0``:
+    ``x' = x + [f(x, t) - g(t)^2 s(x, t)] Δt + g(t) sqrt(-Δt) z`` with ``f = -β(t) x / 2``."""
+    dt = grid.t[i + 1] - grid.t[i]
+    drift = -0.5 * grid.beta[i] * x - grid.g2[i] * score_fn(x, grid.time(i))
+    return x + drift * dt + math.sqrt(-grid.g2[i] * dt) * noise_like(x, generator)
 
 
 def reverse_diffusion_step(
-    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator: Generator = None
+    score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None
 ) -> Tensor:
-    """Reverse of the forward step ``x_t = x_{t'} + f + G z`` (``(f, G) = sde.discretize``):
-    ``x_{t'} = x_t - f + G^2 s(x_t, t) + G z``, with ``t' = t_next``."""
-    t = batch_time(t, x, sde.T)
-    rev_f, rev_g = sde.reverse(score_fn).discretize(x, t, t - t_next)
-    return x + rev_f + rev_g * noise_like(x, generator)
+    """Reverse of the forward step ``x_t = x_{t'} + f + G z`` (``sde.discretize``, ``f`` linear in
+    ``x``): ``x_{t'} = x_t - f + G^2 s(x_t, t) + G z``, from ``t = t_i`` to ``t' = t_{i+1}``."""
+    f, G = grid.chain_f[i], grid.chain_g[i]
+    x_next = torch.add((1 - f) * x, score_fn(x, grid.time(i)), alpha=G**2)
+    return x_next + G * noise_like(x, generator)
 
 
-def ancestral_step(
-    score_fn: ScoreFn, sde, x: Tensor, t: Tensor, t_next: Tensor, generator: Generator = None
-) -> Tensor:
-    """One step of the exact discrete chain's ancestral sampler, from ``t`` down to ``t' = t_next``.
+def ancestral_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None) -> Tensor:
+    """One step of the exact discrete chain's ancestral sampler, from ``t = t_i`` down to
+    ``t' = t_{i+1}``.
 
     VP (DDPM, Ho et al. 2020): ``β = 1 - m(t)^2 / m(t')^2``,
     ``x' = (x + β s(x, t)) / sqrt(1 - β) + sqrt(β) z``.
     VE (SMLD): ``σ = σ(t)``, ``σ' = σ(t')``,
     ``x' = x + (σ^2 - σ'^2) s(x, t) + sqrt(σ'^2 (σ^2 - σ'^2) / σ^2) z``.
+    Raises ``ValueError`` for other SDEs, which have no exact discrete chain.
     """
-    t = batch_time(t, x, sde.T)
-    t_next = batch_time(t_next, x, sde.T)
-    if isinstance(sde, VPSDE):
-        beta = coef(1 - (sde.mean_coef(t) / sde.mean_coef(t_next)) ** 2, x)
-        mean = (x + beta * score_fn(x, t)) / (1 - beta).sqrt()
-        return mean + beta.sqrt() * noise_like(x, generator)
-    if isinstance(sde, VESDE):
-        var, var_next = coef(sde.std(t) ** 2, x), coef(sde.std(t_next) ** 2, x)
-        mean = x + (var - var_next) * score_fn(x, t)
-        return mean + (var_next * (var - var_next) / var).sqrt() * noise_like(x, generator)
+    score = score_fn(x, grid.time(i))
+    if isinstance(grid.sde, VPSDE):
+        beta = 1 - (grid.m[i] / grid.m[i + 1]) ** 2
+        mean = torch.add(x, score, alpha=beta) / math.sqrt(1 - beta)
+        return mean + math.sqrt(beta) * noise_like(x, generator)
+    if isinstance(grid.sde, VESDE):
+        var, var_next = grid.std[i] ** 2, grid.std[i + 1] ** 2
+        mean = torch.add(x, score, alpha=var - var_next)
+        return mean + math.sqrt(var_next * (var - var_next) / var) * noise_like(x, generator)
     raise ValueError(
         f"ancestral sampling follows an exact discrete forward chain (DDPM for VPSDE, SMLD for "
-        f"VESDE); {type(sde).__name__} has no such chain. Use 'reverse_diffusion', 'em' or 'ddim'."
+        f"VESDE); {type(grid.sde).__name__} has no such chain. Use 'reverse_diffusion', 'em' or 'ddim'."
     )
 
 
 def _loop(name: str, step, score_fn, sde, x, ts, generator, callback) -> Tensor:
-    for i in range(len(ts) - 1):
-        x = step(score_fn, sde, x, ts[i], ts[i + 1], generator)
+    grid = Grid(sde, ts, x)
+    for i in range(grid.steps):
+        x = step(score_fn, grid, i, x, generator)
         report(name, i, ts[i + 1], x, callback)
     return x
 
