@@ -162,7 +162,9 @@ def quality(problems: dict, sdes: dict, budgets: list[int], n: int, quick: bool,
 
 def overhead(quick: bool) -> list[dict]:
     """``ss.sample`` against a bare loop of the same number of network calls on the same input,
-    alternating, median of repeats after a warm-up: ``overhead_ratio = sample / bare - 1``."""
+    alternating, median of repeats after a warm-up: ``overhead_ratio = sample / bare - 1``.
+    Timed in this thread's CPU time (one torch thread), so other load on the machine does not
+    enter the ratio; ``*_seconds`` are CPU seconds."""
     torch.manual_seed(0)
     sde = ss.VPSDE()
     model = ss.ScoreModel(MLP(2, width=128, depth=3), sde, parameterization="eps")
@@ -174,7 +176,7 @@ def overhead(quick: bool) -> list[dict]:
             nfe = ss.sample(model, sde, (512, 2), name, steps)[1].nfe
             fns = [lambda n=nfe: [model(x, t) for _ in range(n)],
                    lambda n=name: ss.sample(model, sde, (512, 2), n, steps)]
-            times = [[median_time(fn, 1) for fn in fns] for _ in range(repeats)]
+            times = [[median_time(fn, 1, clock=time.thread_time) for fn in fns] for _ in range(repeats)]
             bare, wall = (sorted(col)[repeats // 2] for col in zip(*times, strict=True))
             rows.append({"sampler": name, "steps": steps, "nfe": nfe, "bare_calls_seconds": bare,
                          "sample_seconds": wall, "overhead_ratio": wall / bare - 1})

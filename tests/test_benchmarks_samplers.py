@@ -24,3 +24,16 @@ def test_samplers_benchmark_quick(tmp_path):
     assert dpm[0]["max_abs_z"] < 5, dpm
     assert [(r["sampler"], r["nfe"]) for r in out["overhead"]] == [("ddim", 21), ("dpm++3m", 21)]
     assert (tmp_path / "samplers_quick.png").stat().st_size > 0
+
+
+def test_samplers_toy_benchmark_quick(tmp_path):
+    """``benchmarks/samplers_toy.py --quick``: every sampler and both PC norm rules recorded."""
+    script = SCRIPT.with_name("samplers_toy.py")
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads((tmp_path / "samplers_toy_quick.json").read_text())
+    assert len(out["defaults"]) == 3 * 11 - 1  # no ancestral on sub-VP
+    assert {(r["sde"], r["norms"]) for r in out["pc_norms"]} == {
+        (s, n) for s in ("VP", "sub-VP", "VE") for n in ("batch", "sample")}
+    assert all(r["nfe"] > 0 and r["chi2"] >= 0 for r in out["defaults"] + out["pc_norms"])

@@ -81,8 +81,9 @@ def langevin_corrector(
     ``norms="sample"`` takes the norms over each sample (samples stay independent of each other),
     but then ``ε`` depends on the position through ``||s||`` and on the noise it scales, which
     changes the stationary law: on the 2-D test mixture (n = 3,000, 250 steps, snr 0.16 VP) it
-    gave χ² 156 and max |z| in the thousands against χ² 1.4, max |z| 1.8 with batch norms; at
-    d = 16 it still inflates variances (max |z| 13 at the default snr).
+    gave χ² 152 and max |z| 256 against χ² 0.2, max |z| 1.6 with batch norms
+    (``benchmarks/samplers_toy.py``); at d = 16 it still inflates variances (max |z| 13 at the
+    default snr).
     """
     if norms not in ("sample", "batch"):
         raise ValueError(f"norms must be 'sample' or 'batch'; got {norms!r}")
