@@ -56,7 +56,9 @@ def dpm_solver_pp(
             k = min(k, grid.steps - i)
         h = lambdas[i + 1] - lambdas[i]
         hs = [lambdas[i - j] - lambdas[i - j - 1] for j in range(k - 1)]
-        x = grid.std[i + 1] / grid.std[i] * x + grid.m[i + 1] * _increment(preds[-k:], h, hs)
+        x_unit, *pred_units = _units(k + 1)
+        weights = grid.std[i + 1] / grid.std[i] * x_unit + grid.m[i + 1] * _increment(pred_units, h, hs)
+        x = _combine(weights, [x, *preds[-k:]])
         report(f"dpm++{order}m", i, ts[i + 1], x, callback)
     return x
 
@@ -98,7 +100,23 @@ def dpmpp_3m(
     )
 
 
-def _increment(preds: list[Tensor], h: float, hs: list[float]) -> Tensor:
+def _units(n: int) -> list[np.ndarray]:
+    """The unit vectors of ``R^n``. A solver step is linear in its state and data predictions, so
+    running its formula on these instead of tensors gives the step's weights, scalars computed
+    once, which :func:`_combine` then applies to the tensors in one pass."""
+    return list(np.eye(n))
+
+
+def _combine(weights: np.ndarray, tensors: list[Tensor]) -> Tensor:
+    """``Σ_j w_j T_j`` by fused multiply-adds, skipping zero weights."""
+    terms = [(float(w), t) for w, t in zip(weights, tensors, strict=True) if w != 0]
+    out = terms[0][1] * terms[0][0]
+    for w, t in terms[1:]:
+        out = out.add_(t, alpha=w)
+    return out
+
+
+def _increment(preds: list, h: float, hs: list[float]):
     """``∫_0^h e^{-(h-u)} D(u) du``-type weights times the extrapolated data predictions.
 
     ``preds`` oldest first; ``hs[j]`` is the log-SNR step ``j + 1`` steps back. Order 1:
@@ -151,11 +169,12 @@ def unipc(
         k = min(order, i + 1)
         if lower_order_final:
             k = min(k, grid.steps - i)
-        step = _UniStep(grid, i, lambdas[i - k + 1 : i + 2], preds[-k:], x)
-        x_pred = step.predict()
+        x_unit, *pred_units, new_unit = _units(k + 2)
+        step = _UniStep(grid, i, lambdas[i - k + 1 : i + 2], pred_units, x_unit)
+        x_pred = _combine(step.predict()[:-1], [x, *preds[-k:]])
         if i < grid.steps - 1:
             preds.append(grid.denoised(i + 1, x_pred, score_fn(x_pred, grid.time(i + 1))))
-            x = step.correct(preds[-1])
+            x = _combine(step.correct(new_unit), [x, *preds[-k - 1 :]])
         else:
             x = x_pred
         preds = preds[-order:]
@@ -165,9 +184,10 @@ def unipc(
 
 class _UniStep:
     """One UniPC step from ``λ_s = lambdas[-2]`` (grid point ``i``) to ``λ_t = lambdas[-1]``
-    with the ``k`` data predictions ``preds`` (oldest first, the last one at ``s``)."""
+    with the ``k`` data predictions ``preds`` (oldest first, the last one at ``s``) and the state
+    ``x`` at ``s``; linear in them, so they may be tensors or :func:`_units`."""
 
-    def __init__(self, grid: Grid, i: int, lambdas: list[float], preds: list[Tensor], x: Tensor):
+    def __init__(self, grid: Grid, i: int, lambdas: list[float], preds: list, x):
         self.h = lambdas[-1] - lambdas[-2]
         self.m0 = preds[-1]
         r = [(lam - lambdas[-2]) / self.h for lam in lambdas[:-2]]
@@ -177,14 +197,14 @@ class _UniStep:
         self.phi1 = math.expm1(-self.h)
         self.base = grid.std[i + 1] / grid.std[i] * x - self.alpha_t * self.phi1 * self.m0
 
-    def predict(self) -> Tensor:
+    def predict(self):
         """UniP: ``x_t = base - α_t B(h) Σ_l ρ_l D_l`` with ``ρ = R[:-1,:-1]^{-1} b[:-1]``."""
         if not self.diffs:
             return self.base
         rho = np.linalg.solve(self.R[:-1, :-1], self.b[:-1])
         return self.base - self.alpha_t * self.phi1 * _weighted(rho, self.diffs)
 
-    def correct(self, m_t: Tensor) -> Tensor:
+    def correct(self, m_t):
         """UniC: the same with the new difference ``m_t - m_0`` (``r = 1``) and ``ρ = R^{-1} b``."""
         rho = np.linalg.solve(self.R, self.b)
         return self.base - self.alpha_t * self.phi1 * _weighted(rho, [*self.diffs, m_t - self.m0])
@@ -204,5 +224,5 @@ def _unipc_system(r: list[float], h: float) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(rows), np.asarray(b)
 
 
-def _weighted(weights: np.ndarray, tensors: list[Tensor]) -> Tensor:
-    return sum(float(w) * d for w, d in zip(weights, tensors, strict=True))
+def _weighted(weights: np.ndarray, terms: list):
+    return sum(float(w) * d for w, d in zip(weights, terms, strict=True))
