@@ -19,7 +19,9 @@ import copy
 import json
 import os
 import pickle
+import signal
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -137,35 +139,38 @@ class Trainer:
     def fit(self, steps: int) -> None:
         """Train until ``self.step == steps``, logging, evaluating and checkpointing on the way.
 
-        A ``KeyboardInterrupt`` writes a checkpoint before it propagates.
+        A ``KeyboardInterrupt`` writes a checkpoint before it propagates; so does ``SIGTERM`` (what
+        schedulers and ``kill`` send), raised as a ``KeyboardInterrupt`` while ``fit`` runs in the
+        main thread.
         """
-        bar = tqdm(total=steps, initial=self.step, disable=not self.progress, mininterval=1.0,
-                   desc="train")
-        loss_sum, norm_sum, count, tic = 0.0, 0.0, 0, time.perf_counter()
-        try:
-            while self.step < steps:
-                loss, norm = self.train_step()
-                loss_sum, norm_sum, count = loss_sum + loss, norm_sum + norm, count + 1
-                bar.update(1)
-                if self.step % self.log_every == 0 or self.step == steps:
-                    rate = count / (time.perf_counter() - tic)
-                    record = {"kind": "train", "step": self.step, "loss": float(loss_sum / count),
-                              "grad_norm": float(norm_sum / count), "lr": self.lr_at(self.step - 1),
-                              "steps_per_s": rate}
-                    self.log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4g}")
-                    loss_sum, norm_sum, count, tic = 0.0, 0.0, 0, time.perf_counter()
-                for hook in self.hooks:
-                    if self.step % hook.every == 0:
-                        self.log({"kind": "eval", "step": self.step, **hook.fn(self)})
-                if self.step % self.ckpt_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()
-            raise
-        finally:
-            bar.close()
+        with _sigterm_as_interrupt(), tqdm(total=steps, initial=self.step, disable=not self.progress,
+                                           mininterval=1.0, desc="train") as bar:
+            try:
+                self._loop(steps, bar)
+            except KeyboardInterrupt:
+                self.save()
+                raise
         self.save()
+
+    def _loop(self, steps: int, bar: tqdm) -> None:
+        loss_sum, norm_sum, count, tic = 0.0, 0.0, 0, time.perf_counter()
+        while self.step < steps:
+            loss, norm = self.train_step()
+            loss_sum, norm_sum, count = loss_sum + loss, norm_sum + norm, count + 1
+            bar.update(1)
+            if self.step % self.log_every == 0 or self.step == steps:
+                rate = count / (time.perf_counter() - tic)
+                record = {"kind": "train", "step": self.step, "loss": float(loss_sum / count),
+                          "grad_norm": float(norm_sum / count), "lr": self.lr_at(self.step - 1),
+                          "steps_per_s": rate}
+                self.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.4g}")
+                loss_sum, norm_sum, count, tic = 0.0, 0.0, 0, time.perf_counter()
+            for hook in self.hooks:
+                if self.step % hook.every == 0:
+                    self.log({"kind": "eval", "step": self.step, **hook.fn(self)})
+            if self.step % self.ckpt_every == 0:
+                self.save()
 
     def log(self, record: dict) -> None:
         """Append one JSON record to ``metrics.jsonl``."""
@@ -261,6 +266,24 @@ class Trainer:
         tmp = self.metrics_path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(kept))
         os.replace(tmp, self.metrics_path)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, ``SIGTERM`` raises ``KeyboardInterrupt`` (main thread only: elsewhere
+    Python cannot install signal handlers); the previous handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -101,6 +103,20 @@ def test_interrupt_writes_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tr.fit(10)
     assert read_checkpoint(tr.checkpoint_path)["step"] == 3
+
+
+def test_sigterm_writes_checkpoint_and_restores_the_handler(tmp_path):
+    """``kill`` (SIGTERM) during ``fit`` saves like Ctrl-C, and ``fit`` leaves the handler as it was."""
+    def terminate(trainer):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    before = signal.getsignal(signal.SIGTERM)
+    tr = _trainer(tmp_path, hooks=[Hook(3, terminate)])
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        tr.fit(10)
+    assert read_checkpoint(tr.checkpoint_path)["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_accumulation_equals_one_big_batch(tmp_path):
