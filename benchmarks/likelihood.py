@@ -12,6 +12,11 @@ against a reference (ours at ``tol / 100``); ``speedup_vs_baseline`` compares at
 tolerance, ``speedup_equal_accuracy`` takes the faster of our runs at ``tol`` and ``10 tol`` whose
 error is no larger than the baseline's (``None`` if neither is).
 
+Peer: k-diffusion's ``log_likelihood`` (when installed; see ``peers.py``) on the same network
+through its denoiser interface, at the same tolerances; its error is measured against its own
+run at ``tol / 100`` (it draws its own probe), and ``speedup_vs_k_diffusion`` = its time / ours
+at the same tolerance.
+
 Model: ``scoresde.networks.MLP`` with random but fixed weights (``torch.manual_seed(0)``), used
 as an ε-predicting ``ScoreModel`` in float32 — no trained network is used here. Data: the 8x8
 scikit-learn digits (17 grey levels, D = 64), dequantised to ``[-1, 1]``.
@@ -26,6 +31,7 @@ import datetime
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +46,10 @@ from scoresde.dequantize import dequantize, nats_to_bits_per_dim
 from scoresde.likelihood import _probes
 from scoresde.networks import MLP
 from scoresde.score import ScoreModel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import version
+from peers import KDenoiser, load_k_diffusion, ratio_of_time
 
 RESULTS = Path(__file__).parent / "results"
 LEVELS = 17
@@ -84,6 +94,18 @@ def baseline_log_likelihood(score_fn, sde, x, probe, rtol, atol, eps):
     return sde.prior_logp(z) + delta, nfe
 
 
+def k_diffusion_log_likelihood(kd, score_fn, sde, y, tol, eps):
+    """k-diffusion's ``log_likelihood`` (dopri5 in ``σ̃`` on ``x̃ = x / m``, one Rademacher probe
+    from the global RNG, seeded here so that all its runs share one probe), moved back to ``x``:
+    ``log p(y) = log p̃(y / m(eps)) - D log m(eps)``. Returns ``(logp, network passes)``."""
+    model = KDenoiser(score_fn, sde)
+    m_eps = float(sde.mean_coef(torch.tensor(eps, dtype=torch.float64)))
+    torch.manual_seed(2)
+    logp, _ = kd.log_likelihood(model, y / m_eps, ratio_of_time(sde, eps), ratio_of_time(sde, sde.T),
+                                atol=tol, rtol=tol)
+    return logp - y[0].numel() * math.log(m_eps), model.nfe
+
+
 def run(n: int, tol: float, eps: float, repeats: int, width: int) -> dict:
     torch.manual_seed(0)
     sde = ss.VPSDE()
@@ -108,6 +130,11 @@ def run(n: int, tol: float, eps: float, repeats: int, width: int) -> dict:
     for variable in ("t", "sigma", "log_sigma"):
         runs[f"ours_{variable}"] = lambda v=variable: ours(v)
         runs[f"ours_{variable}_tol_x10"] = lambda v=variable: ours(v, 10 * tol)
+    kd = load_k_diffusion()
+    if kd is not None:
+        kd_reference = bpd(k_diffusion_log_likelihood(kd, score_fn, sde, y, tol * 1e-2, eps)[0])
+        runs["k_diffusion"] = lambda: k_diffusion_log_likelihood(kd, score_fn, sde, y, tol, eps)
+        runs["k_diffusion_tol_x10"] = lambda: k_diffusion_log_likelihood(kd, score_fn, sde, y, 10 * tol, eps)
     out = {name: {"seconds": math.inf} for name in runs}
     for _ in range(repeats):  # interleaved, best of `repeats`: the machine is shared
         for name, fn in runs.items():
@@ -117,11 +144,15 @@ def run(n: int, tol: float, eps: float, repeats: int, width: int) -> dict:
             out[name] = {"seconds": min(seconds, out[name]["seconds"]), "nfe": nfe,
                          "bpd": bpd(logp)}
     base = out["baseline_scipy_rk45"]
-    for rec in out.values():
+    for name, rec in out.items():
         rec["ms_per_forward_pass"] = 1e3 * rec["seconds"] / rec["nfe"]
         rec["speedup_vs_baseline"] = base["seconds"] / rec["seconds"]
         rec["bpd_minus_baseline"] = rec["bpd"] - base["bpd"]
-        rec["bpd_error_vs_reference"] = rec["bpd"] - reference
+        rec["bpd_error_vs_reference"] = rec["bpd"] - (kd_reference if name.startswith("k_") else reference)
+    if kd is not None:
+        for variable in ("t", "sigma", "log_sigma"):
+            out[f"ours_{variable}"]["speedup_vs_k_diffusion"] = (
+                out["k_diffusion"]["seconds"] / out[f"ours_{variable}"]["seconds"])
     for variable in ("t", "sigma", "log_sigma"):
         as_good = [out[name]["seconds"] for name in (f"ours_{variable}", f"ours_{variable}_tol_x10")
                    if abs(out[name]["bpd_error_vs_reference"])
@@ -154,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "cpu_count": __import__("os").cpu_count(), "torch_threads": args.threads},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchdiffeq": torchdiffeq.__version__, "scipy": scipy.__version__,
-                     "numpy": np.__version__},
+                     "numpy": np.__version__, "k-diffusion": version("k-diffusion")},
         "config": {"n": args.n, "rtol": args.tol, "atol": args.tol, "eps": args.eps,
                    "sde": "VPSDE()", "data": f"sklearn digits, {LEVELS} levels, D=64, [-1, 1]",
                    "model": f"MLP(64, width={args.width}, depth=2), random fixed weights, eps-param, float32",
