@@ -35,7 +35,7 @@ from torchdiffeq import odeint
 
 from scoresde.dequantize import check_levels, dequantize, nats_to_bits_per_dim
 from scoresde.elbo import elbo_nll
-from scoresde.sde import SDE, ScoreFn
+from scoresde.sde import SDE, ScoreFn, solve_time
 from scoresde.shapes import flatten_batch, require_finite
 
 TRACES = ("hutchinson", "exact")
@@ -68,8 +68,8 @@ class _Clock:
     """The solver's time ``τ`` and its map to the SDE's ``t``, for the scaled state ``y = x/m``.
 
     ``ρ(t) = log σ̄(t) = log(std/m)`` increases with ``dρ/dt = g^2 / (2 std^2)``. Its inverse is a
-    table of ``t`` on a uniform ``ρ`` grid (built by bisection; linear interpolation is good to
-    ~1e-7 relative), refined by one Newton step (then ~1e-14).
+    table of ``t`` on a uniform ``ρ`` grid (built by :func:`~scoresde.sde.solve_time`; linear
+    interpolation is good to ~1e-7 relative), refined by one Newton step (then ~1e-14).
     """
 
     _GRID = 4097
@@ -77,18 +77,12 @@ class _Clock:
 
     def __init__(self, sde: SDE, eps: float, variable: str, like: Tensor):
         self.sde, self.eps, self.variable = sde, eps, variable
-        lo = torch.full((self._GRID,), eps, dtype=torch.float64)
-        hi = torch.full((self._GRID,), sde.T, dtype=torch.float64)
-        rho0, rho1 = self._rho(lo[:1]).item(), self._rho(hi[:1]).item()
+        rho0, rho1 = self._rho(torch.tensor([eps, sde.T], dtype=torch.float64)).tolist()
         if not rho0 < rho1:
             raise ValueError(f"std/mean_coef of {sde!r} must increase on [eps, T]")
         targets = torch.linspace(rho0, rho1, self._GRID, dtype=torch.float64)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            below = self._rho(mid) < targets
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         self.rho0, self.rho1 = rho0, rho1
-        self.table = (0.5 * (lo + hi)).to(dtype=like.dtype, device=like.device)
+        self.table = solve_time(self._rho, targets, eps, sde.T).to(dtype=like.dtype, device=like.device)
         ends = torch.tensor([rho0, rho1], dtype=torch.float64)
         tau = ends.exp() if variable == "sigma" else ends
         self.tau0, self.tau1 = tau[0].item(), tau[1].item()

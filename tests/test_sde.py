@@ -183,3 +183,13 @@ def test_bad_time(sde):
             sde.drift(x, bad)
         with pytest.raises(ValueError, match="t must"):
             sde.marginal(x, bad)
+
+
+def test_solve_time_inverts_an_increasing_function():
+    """Bisection to float64 resolution: ``std(solve_time(std, std(t))) == std(t)`` to 1e-12."""
+    from scoresde.sde import solve_time
+
+    sde = ss.VPSDE()
+    t = torch.linspace(1e-3, 1.0, 17, dtype=torch.float64)
+    found = solve_time(sde.std, sde.std(t), 1e-3, 1.0)
+    torch.testing.assert_close(found, t, rtol=0, atol=1e-12)

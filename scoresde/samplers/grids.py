@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-BISECTION_ITERS = 80
+from scoresde.sde import solve_time
 
 
 def check_grid_args(sde, steps: int, eps: float) -> None:
@@ -87,14 +87,7 @@ def _ends(fn: Callable[[Tensor], Tensor], sde, eps: float) -> tuple[Tensor, Tens
 
 
 def _invert(fn: Callable[[Tensor], Tensor], levels: Tensor, sde, eps: float) -> Tensor:
-    """Solve ``fn(t_i) = levels_i`` on ``[eps, T]`` by bisection (``fn`` increasing in ``t``)."""
-    lo = torch.full_like(levels, eps)
-    hi = torch.full_like(levels, sde.T)
-    for _ in range(BISECTION_ITERS):
-        mid = 0.5 * (lo + hi)
-        above = fn(mid) > levels
-        hi = torch.where(above, mid, hi)
-        lo = torch.where(above, lo, mid)
-    ts = 0.5 * (lo + hi)
+    """Solve ``fn(t_i) = levels_i`` on ``[eps, T]`` (``fn`` increasing in ``t``), ends exact."""
+    ts = solve_time(fn, levels, eps, sde.T)
     ts[0], ts[-1] = sde.T, eps
     return ts
