@@ -32,7 +32,7 @@ from scoresde.losses import make_loss
 from scoresde.networks import MLP, UNet
 from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
-from scoresde.training import Hook, Trainer, read_checkpoint
+from scoresde.training import Hook, Trainer, TrainingStopped, read_checkpoint
 
 IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -309,3 +309,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as stop:
+        print(f"scoresde {args.command}: {stop}; run it again to resume", file=sys.stderr)
+        return 130

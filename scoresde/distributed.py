@@ -254,6 +254,13 @@ class DistributedTrainer(Trainer):
         if self.rank == 0:
             super().log(record)
 
+    def _stop_requested(self) -> bool:
+        """Collective: stop when any rank has received a signal, so all stop after the same step."""
+        flag = torch.tensor(int(self._signal is not None), device=self.device)
+        with collective("stop-signal all-reduce"):
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag)
+
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["rng"]["ranks"] = self._rank_rng

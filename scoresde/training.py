@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -46,6 +47,10 @@ class Hook:
 
     every: int
     fn: Callable[[Trainer], dict]
+
+
+class TrainingStopped(KeyboardInterrupt):
+    """``Trainer.fit`` stopped by a signal at a step boundary, after writing a checkpoint."""
 
 
 class Trainer:
@@ -139,23 +144,32 @@ class Trainer:
     def fit(self, steps: int) -> None:
         """Train until ``self.step == steps``, logging, evaluating and checkpointing on the way.
 
-        A ``KeyboardInterrupt`` writes a checkpoint before it propagates; so does ``SIGTERM`` (what
-        schedulers and ``kill`` send), raised as a ``KeyboardInterrupt`` while ``fit`` runs in the
-        main thread.
+        Ctrl-C (``SIGINT``) or ``SIGTERM`` (what schedulers and ``kill`` send) while ``fit`` runs in
+        the main thread lets the current step finish, writes a checkpoint from which the run
+        resumes exactly, then raises :class:`TrainingStopped` (a ``KeyboardInterrupt``); a second
+        signal raises ``KeyboardInterrupt`` at once and keeps the last checkpoint written. A
+        ``KeyboardInterrupt`` raised between steps (e.g. by a hook) also writes one.
         """
-        with _sigterm_as_interrupt(), tqdm(total=steps, initial=self.step, disable=not self.progress,
-                                           mininterval=1.0, desc="train") as bar:
+        self._signal, self._mid_step = None, False
+        with self._signals_stop_at_step_end(), tqdm(
+                total=steps, initial=self.step, disable=not self.progress, mininterval=1.0,
+                desc="train") as bar:
             try:
                 self._loop(steps, bar)
+            except TrainingStopped:
+                raise
             except KeyboardInterrupt:
-                self.save()
+                if not self._mid_step:
+                    self.save()
                 raise
         self.save()
 
     def _loop(self, steps: int, bar: tqdm) -> None:
         loss_sum, norm_sum, count, tic = 0.0, 0.0, 0, time.perf_counter()
         while self.step < steps:
+            self._mid_step = True
             loss, norm = self.train_step()
+            self._mid_step = False
             loss_sum, norm_sum, count = loss_sum + loss, norm_sum + norm, count + 1
             bar.update(1)
             if self.step % self.log_every == 0 or self.step == steps:
@@ -171,6 +185,39 @@ class Trainer:
                     self.log({"kind": "eval", "step": self.step, **hook.fn(self)})
             if self.step % self.ckpt_every == 0:
                 self.save()
+            if self._stop_requested():
+                self.save()
+                raise TrainingStopped(f"{self._signal or 'a signal'} received: stopped after step "
+                                      f"{self.step}, checkpoint written to {self.checkpoint_path}")
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal arrived (the distributed trainer asks every rank)."""
+        return self._signal is not None
+
+    @contextlib.contextmanager
+    def _signals_stop_at_step_end(self):
+        """Within the block the first ``SIGINT``/``SIGTERM`` only records itself (the loop stops
+        after the step); the second raises ``KeyboardInterrupt``. Main thread only (elsewhere
+        Python cannot install handlers); the previous handlers are restored on exit."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            name = signal.Signals(signum).name
+            if self._signal is not None:
+                raise KeyboardInterrupt(f"second signal ({name}): stopped mid-step; the last "
+                                        f"checkpoint written stays")
+            self._signal = name
+            print(f"\n{name}: finishing step {self.step + 1}, then writing a checkpoint "
+                  f"(send it again to stop at once)", file=sys.stderr, flush=True)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def log(self, record: dict) -> None:
         """Append one JSON record to ``metrics.jsonl``."""
@@ -266,24 +313,6 @@ class Trainer:
         tmp = self.metrics_path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(kept))
         os.replace(tmp, self.metrics_path)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Within the block, ``SIGTERM`` raises ``KeyboardInterrupt`` (main thread only: elsewhere
-    Python cannot install signal handlers); the previous handler is restored on exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import torch
 
 from scoresde import cli
+from scoresde.training import read_checkpoint
 
 TINY_TOY = ["model.width=16", "model.depth=1", "model.embed_dim=8", "data.n_train=256",
             "data.n_test=64", "train.batch_size=32", "train.log_every=2"]
@@ -81,3 +85,25 @@ def test_python_dash_m_help():
     out = subprocess.run([sys.executable, "-m", "scoresde", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert all(name in out for name in ("train", "sample", "likelihood"))
+
+
+def test_sigterm_stops_train_after_a_step_with_a_checkpoint_and_exit_130(tmp_path):
+    """``kill -TERM`` on ``scoresde train``: status 130, a one-line message (no traceback), a
+    checkpoint at a step boundary, and ``train`` again resumes from it to the end."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "scoresde", "train", "--run-dir", str(run), "--no-progress",
+           "--set", "train.steps=100000", "--set", "train.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "SIGTERM received: stopped after step" in err and "Traceback" not in err
+    step = read_checkpoint(run / "checkpoint.pt")["step"]
+    assert step >= 1
+    assert cli.main(["train", "--run-dir", str(run), "--no-progress",
+                     "--set", f"train.steps={step + 2}", "--set", "train.log_every=1"]) == 0
+    assert read_checkpoint(run / "checkpoint.pt")["step"] == step + 2

@@ -8,6 +8,7 @@ every process a join timeout, so a failure cannot hang the suite.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import traceback
 from datetime import timedelta
@@ -22,7 +23,7 @@ from scoresde import cli, distributed
 from scoresde.data import TensorLoader, toy_2d
 from scoresde.losses import make_loss
 from scoresde.networks import MLP
-from scoresde.training import Trainer, read_checkpoint
+from scoresde.training import Hook, Trainer, TrainingStopped, read_checkpoint
 
 WORLD = 2
 STEPS = 4
@@ -47,10 +48,10 @@ def _data() -> torch.Tensor:
     return toy_2d("mixture", 128, torch.Generator().manual_seed(1))
 
 
-def _trainer(cls, loader, run_dir: Path, loss_fn=None) -> Trainer:
+def _trainer(cls, loader, run_dir: Path, loss_fn=None, **kw) -> Trainer:
     loss_fn = loss_fn or make_loss("dsm", ss.VPSDE())
     return cls(_model(), loss_fn, loader, run_dir=run_dir, lr=1e-2, warmup=2, ema_decay=0.9,
-               accumulate=2, seed=SEED, log_every=2, ckpt_every=2, progress=False)
+               accumulate=2, seed=SEED, log_every=2, ckpt_every=2, progress=False, **kw)
 
 
 def _levels() -> torch.Tensor:
@@ -264,30 +265,76 @@ def test_dead_rank_fails_the_run_with_a_clear_error(tmp_path):
     assert "DistributedError: rank 0 of 2: training step 2 failed" in error
 
 
-def test_interrupt_saves_rank_zero_state_without_collectives(tmp_path):
-    """Ctrl-C: rank 0 writes its last full step alone; resuming reseeds the noise."""
+def _one_rank_group(tmp_path) -> None:
     store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
     torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1,
                                          timeout=timedelta(seconds=COLLECTIVE_TIMEOUT))
+
+
+def _loss_calling(action, call: int):
+    """The DSM loss, doing ``action()`` at its ``call``-th evaluation (5: step 3's first micro-batch)."""
+    loss, calls = make_loss("dsm", ss.VPSDE()), [0]
+
+    def loss_fn(model, x0, gen):
+        calls[0] += 1
+        if calls[0] == call:
+            action()
+        return loss(model, x0, gen)
+
+    return loss_fn
+
+
+def test_signal_stops_every_rank_after_the_step_with_a_full_checkpoint(tmp_path):
+    """SIGTERM mid-step: the ranks agree (all-reduce) to stop after that step and write a full
+    collective checkpoint, every rank's random states included."""
+    _one_rank_group(tmp_path)
     try:
-        loss, calls = make_loss("dsm", ss.VPSDE()), [0]
+        trainer = _trainer(distributed.DistributedTrainer, distributed.ShardedLoader(_data(), BATCH, SEED),
+                           tmp_path, _loss_calling(lambda: os.kill(os.getpid(), signal.SIGTERM), 5))
+        with pytest.raises(TrainingStopped):
+            trainer.fit(STEPS)
+        state = read_checkpoint(trainer.checkpoint_path)
+        assert state["step"] == 3 and len(state["rng"]["ranks"]) == 1
+    finally:
+        torch.distributed.destroy_process_group()
 
-        def loss_fn(model, x0, gen):
-            calls[0] += 1
-            if calls[0] == 5:  # the first micro-batch of step 3
-                raise KeyboardInterrupt
-            return loss(model, x0, gen)
 
-        trainer = _trainer(distributed.DistributedTrainer,
-                           distributed.ShardedLoader(_data(), BATCH, SEED), tmp_path, loss_fn)
+def test_interrupt_mid_step_keeps_the_last_full_checkpoint(tmp_path):
+    """A ``KeyboardInterrupt`` raised inside a step (a second Ctrl-C) writes nothing: the step's
+    state is torn, so the last periodic checkpoint (step 2) stays."""
+    _one_rank_group(tmp_path)
+    try:
+        def interrupt():
+            raise KeyboardInterrupt
+
+        trainer = _trainer(distributed.DistributedTrainer, distributed.ShardedLoader(_data(), BATCH, SEED),
+                           tmp_path, _loss_calling(interrupt, 5))
         with pytest.raises(KeyboardInterrupt):
             trainer.fit(STEPS)
         state = read_checkpoint(trainer.checkpoint_path)
-        assert state["step"] == 2 and state["rng"]["ranks"] == []
+        assert state["step"] == 2 and len(state["rng"]["ranks"]) == 1
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_interrupt_between_steps_saves_rank_zero_state_without_collectives(tmp_path):
+    """A ``KeyboardInterrupt`` from a hook after step 3 (the ranks may be at different points):
+    rank 0 writes its state alone, without the ranks' random states; resuming reseeds the noise."""
+    _one_rank_group(tmp_path)
+    try:
+        def stop(trainer):
+            raise KeyboardInterrupt
+
+        trainer = _trainer(distributed.DistributedTrainer, distributed.ShardedLoader(_data(), BATCH, SEED),
+                           tmp_path, hooks=[Hook(3, stop)])
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(STEPS)
+        state = read_checkpoint(trainer.checkpoint_path)
+        assert state["step"] == 3 and state["rng"]["ranks"] == []
         resumed = _trainer(distributed.DistributedTrainer,
                            distributed.ShardedLoader(_data(), BATCH, SEED), tmp_path)
-        assert resumed.maybe_resume() and resumed.step == 2
-        expected = torch.Generator().manual_seed(distributed.derived_seed(SEED, 0, 2))
+        assert resumed.maybe_resume() and resumed.step == 3
+        expected = torch.Generator().manual_seed(distributed.derived_seed(SEED, 0, 3))
         assert torch.equal(resumed.generator.get_state(), expected.get_state())
     finally:
         torch.distributed.destroy_process_group()

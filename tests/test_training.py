@@ -14,7 +14,7 @@ from scoresde.data import TensorLoader, toy_2d
 from scoresde.losses import make_loss
 from scoresde.networks import MLP
 from scoresde.score import ScoreModel
-from scoresde.training import Hook, Trainer, read_checkpoint
+from scoresde.training import Hook, Trainer, TrainingStopped, read_checkpoint
 
 
 def _trainer(run_dir, *, fingerprint=None, width=16, batch=32, accumulate=1, loss=None, **kw):
@@ -105,18 +105,55 @@ def test_interrupt_writes_checkpoint(tmp_path):
     assert read_checkpoint(tr.checkpoint_path)["step"] == 3
 
 
-def test_sigterm_writes_checkpoint_and_restores_the_handler(tmp_path):
-    """``kill`` (SIGTERM) during ``fit`` saves like Ctrl-C, and ``fit`` leaves the handler as it was."""
-    def terminate(trainer):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return {}
+def _signal_at_call(signum, call: int):
+    """A DSM loss that sends ``signum`` to this process during its ``call``-th evaluation, i.e.
+    in the middle of a training step."""
+    dsm, calls = make_loss("dsm", ss.VPSDE()), []
 
-    before = signal.getsignal(signal.SIGTERM)
-    tr = _trainer(tmp_path, hooks=[Hook(3, terminate)])
-    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-        tr.fit(10)
-    assert read_checkpoint(tr.checkpoint_path)["step"] == 3
-    assert signal.getsignal(signal.SIGTERM) is before
+    def loss(model, x0, gen):
+        calls.append(1)
+        if len(calls) == call:
+            os.kill(os.getpid(), signum)
+        return dsm(model, x0, gen)
+
+    return loss
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_step_finishes_the_step_and_resumes_exactly(tmp_path, signum):
+    """A signal inside step 5 lets it finish, checkpoints at 5 and raises ``TrainingStopped``;
+    resuming to 9 equals an uninterrupted run to 9, bit for bit; the handlers are restored."""
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    straight = _trainer(tmp_path / "a")
+    straight.fit(9)
+    stopped = _trainer(tmp_path / "b", loss=_signal_at_call(signum, 5))
+    with pytest.raises(TrainingStopped, match=signal.Signals(signum).name):
+        stopped.fit(9)
+    assert stopped.step == 5 and read_checkpoint(stopped.checkpoint_path)["step"] == 5
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before
+    resumed = _trainer(tmp_path / "b")
+    assert resumed.maybe_resume() and resumed.step == 5
+    resumed.fit(9)
+    assert _state_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert _state_equal(straight.ema.state_dict(), resumed.ema.state_dict())
+
+
+def test_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
+    """Two signals in one step: ``KeyboardInterrupt`` mid-step, and the torn state is not saved."""
+    dsm, calls = make_loss("dsm", ss.VPSDE()), []
+
+    def loss(model, x0, gen):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return dsm(model, x0, gen)
+
+    tr = _trainer(tmp_path, loss=loss, ckpt_every=2)
+    with pytest.raises(KeyboardInterrupt, match="second signal") as info:
+        tr.fit(9)
+    assert not isinstance(info.value, TrainingStopped)
+    assert read_checkpoint(tr.checkpoint_path)["step"] == 2
 
 
 def test_accumulation_equals_one_big_batch(tmp_path):
