@@ -195,19 +195,21 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     cfg, run_dir = resolve(args)
     s = cfg.sample
-    sampler, steps, n = args.sampler or s.sampler, args.steps or s.steps, args.n or s.n
+    sampler, n = args.sampler or s.sampler, args.n or s.n
+    own_steps = sampler in ("ode", "fast") and args.steps is None  # adaptive, or fast's tuned count
+    steps = None if own_steps else args.steps or s.steps
     model = load_trained(run_dir, cfg, args.device, s.ema)
     x, nfe = distributed.sharded_sample(
         model, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
-        device=args.device, sampler=sampler, steps=None if sampler == "ode" else steps,
+        device=args.device, sampler=sampler, steps=steps,
         progress=not args.no_progress and distributed.is_main())
     if not distributed.is_main():
         return 0
     blocks = math.ceil(n / s.batch_size)
-    out = Path(args.out) if args.out else run_dir / "samples" / f"{sampler}_{steps}.png"
+    out = Path(args.out) if args.out else run_dir / "samples" / f"{sampler}_{steps or 'auto'}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(x, out.with_suffix(".pt"))
-    _plot(x, cfg, out, f"{cfg.name}: {sampler}, {steps} steps, NFE/batch {nfe // blocks}")
+    _plot(x, cfg, out, f"{cfg.name}: {sampler}, {steps or 'auto'} steps, NFE/batch {nfe // blocks}")
     _write_json(out.with_suffix(".json"), {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe})
     print(f"{n} samples -> {out} (NFE {nfe})")
     return 0

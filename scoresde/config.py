@@ -1,6 +1,6 @@
 """Run configurations: YAML files loaded into typed dataclasses, with ``key=value`` overrides.
 
-A file holds up to six sections (``sde``, ``data``, ``model``, ``loss``, ``train``, ``sample``,
+A file holds up to seven sections (``sde``, ``data``, ``model``, ``loss``, ``train``, ``sample``,
 ``likelihood``) plus a ``name``; anything it leaves out keeps its default. An unknown key or a
 value of the wrong type raises ``ValueError`` naming the key and the file.
 """

@@ -243,6 +243,9 @@ def log_likelihood(
     tau0, tau1 = (eps, sde.T) if clock is None else (clock.tau0, clock.tau1)
     ode = _AugmentedODE(score_fn, sde, clock, eps, divergence)
     options = dict(options or {})
+    if method in FIXED_METHODS and "step_size" not in options and "grid_points" not in options:
+        raise ValueError(f"method {method!r} is fixed-step: pass options={{'step_size': ...}} (in the "
+                         f"solver's clock); without it torchdiffeq takes one step over [eps, T]")
     if method in ADAPTIVE_METHODS:
         options.setdefault("step_t", torch.tensor([tau1], dtype=x.dtype, device=x.device))
     ends = torch.tensor([tau0, tau1], dtype=x.dtype, device=x.device)

@@ -40,6 +40,8 @@ def test_toy_train_resume_sample_likelihood(tmp_path, capsys):
     samples = torch.load(tmp_path / "toy" / "samples" / "em_10.pt")
     assert samples.shape == (50, 2) and (tmp_path / "toy" / "samples" / "em_10.png").stat().st_size
     assert json.loads((tmp_path / "toy" / "samples" / "em_10.json").read_text())["nfe"] == 11
+    assert _run("sample", "--run-dir", run, "--sampler", "fast", "--n", "20") == 0  # its own steps
+    assert json.loads((tmp_path / "toy" / "samples" / "fast_auto.json").read_text())["nfe"] == 15
     assert _run("likelihood", "--run-dir", run, "--n", "16",
                 sets=["likelihood.rtol=1e-3", "likelihood.atol=1e-3"]) == 0
     record = json.loads((tmp_path / "toy" / "likelihood.json").read_text())

@@ -201,3 +201,10 @@ def test_latent_equals_ode_sampler_encode():
     z, _ = encode(gm.score_fn(sde), sde, x, rtol=1e-6, atol=1e-6, eps=EPS)
     assert torch.allclose(res.z, z, atol=1e-4, rtol=1e-4)
     assert (res.z - x).abs().max() > 0.1
+
+
+def test_fixed_step_method_without_a_step_size_is_refused():
+    """torchdiffeq would take one step over [eps, T] and return a wrong number silently."""
+    gm, sde = ss.toy_mixture(), ss.VPSDE()
+    with pytest.raises(ValueError, match="fixed-step"):
+        ss.log_likelihood(gm.score_fn(sde), sde, torch.zeros(2, 2, dtype=torch.float64), method="rk4")
