@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 import sys
 import types
 from collections.abc import Callable
@@ -24,7 +23,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-import scoresde as ss
 from scoresde.samplers.common import CountingScore, tweedie
 from scoresde.shapes import append_dims
 
@@ -61,16 +59,6 @@ def load_diffusers() -> types.ModuleType | None:
     return diffusers
 
 
-def time_of_ratio(sde, ratio: Tensor) -> Tensor:
-    """Invert ``σ̃(t) = std(t) / m(t)``: VP ``B(t) = log(1 + σ̃²)``, sub-VP ``B = 2 asinh(σ̃ / 2)``,
-    VE ``t = log(σ̃ / σ_min) / log(σ_max / σ_min)``; ``B(t) = β_min t + t² Δβ / 2`` solved for t."""
-    if isinstance(sde, ss.VESDE):
-        return (ratio / sde.sigma_min).log() / math.log(sde.sigma_max / sde.sigma_min)
-    B = torch.log1p(ratio**2) if isinstance(sde, ss.VPSDE) else 2 * torch.asinh(ratio / 2)
-    delta = sde.beta_max - sde.beta_min
-    return ((sde.beta_min**2 + 2 * delta * B).sqrt() - sde.beta_min) / delta
-
-
 def ratio_of_time(sde, t: float) -> float:
     """``σ̃(t) = std(t) / m(t)``."""
     t = torch.tensor(t, dtype=torch.float64)
@@ -90,7 +78,7 @@ class KDenoiser:
         return self.score.nfe
 
     def __call__(self, x_scaled: Tensor, sigma: Tensor) -> Tensor:
-        t = time_of_ratio(self.sde, sigma.to(torch.float64)).clamp(0, self.sde.T).to(x_scaled.dtype)
+        t = self.sde.time_of_ratio(sigma.to(torch.float64)).clamp(0, self.sde.T).to(x_scaled.dtype)
         x = append_dims(self.sde.mean_coef(t), x_scaled.ndim) * x_scaled
         return tweedie(self.score, self.sde, x, t)
 

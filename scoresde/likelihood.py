@@ -35,7 +35,7 @@ from torchdiffeq import odeint
 
 from scoresde.dequantize import check_levels, dequantize, nats_to_bits_per_dim
 from scoresde.elbo import elbo_nll
-from scoresde.sde import SDE, ScoreFn, solve_time
+from scoresde.sde import SDE, ScoreFn
 from scoresde.shapes import flatten_batch, require_finite
 
 TRACES = ("hutchinson", "exact")
@@ -68,8 +68,8 @@ class _Clock:
     """The solver's time ``τ`` and its map to the SDE's ``t``, for the scaled state ``y = x/m``.
 
     ``ρ(t) = log σ̄(t) = log(std/m)`` increases with ``dρ/dt = g^2 / (2 std^2)``. Its inverse is a
-    table of ``t`` on a uniform ``ρ`` grid (built by :func:`~scoresde.sde.solve_time`; linear
-    interpolation is good to ~1e-7 relative), refined by one Newton step (then ~1e-14).
+    table of ``t`` on a uniform ``ρ`` grid (``sde.time_of_ratio``; linear interpolation is good to
+    ~1e-7 relative), refined by one Newton step (then ~1e-14).
     """
 
     _GRID = 4097
@@ -82,7 +82,8 @@ class _Clock:
             raise ValueError(f"std/mean_coef of {sde!r} must increase on [eps, T]")
         targets = torch.linspace(rho0, rho1, self._GRID, dtype=torch.float64)
         self.rho0, self.rho1 = rho0, rho1
-        self.table = solve_time(self._rho, targets, eps, sde.T).to(dtype=like.dtype, device=like.device)
+        table = sde.time_of_ratio(targets.exp()).clamp(eps, sde.T)
+        self.table = table.to(dtype=like.dtype, device=like.device)
         ends = torch.tensor([rho0, rho1], dtype=torch.float64)
         tau = ends.exp() if variable == "sigma" else ends
         self.tau0, self.tau1 = tau[0].item(), tau[1].item()

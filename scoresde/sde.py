@@ -90,6 +90,11 @@ class SDE(abc.ABC):
         f = self.drift(x, t) * append_dims(dt, x.ndim)
         return f, append_dims(self.diffusion(t) * dt.sqrt(), x.ndim)
 
+    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+        """The ``t`` in ``[0, T]`` with ``std(t) / m(t) = ratio`` (the noise-to-signal ratio ``σ̃``,
+        increasing in ``t``), float64. By bisection here; the SDEs below invert it in closed form."""
+        return solve_time(lambda t: self.std(t) / self.mean_coef(t), ratio, 0.0, self.T)
+
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (or, with ``probability_flow``, the probability-flow ODE)."""
         return ReverseSDE(self, score_fn, probability_flow)
@@ -149,6 +154,10 @@ class _LinearBeta:
         """``B(t) = ∫_0^t β = β_min t + t^2 (β_max - β_min) / 2``."""
         return self.beta_min * t + 0.5 * t**2 * (self.beta_max - self.beta_min)
 
+    def time_of_integral(self, B: Tensor) -> Tensor:
+        """The root ``t >= 0`` of ``B(t) = B``: ``t = 2B / (β_min + sqrt(β_min^2 + 2 (β_max - β_min) B))``."""
+        return 2 * B / (self.beta_min + (self.beta_min**2 + 2 * (self.beta_max - self.beta_min) * B).sqrt())
+
 
 class VPSDE(SDE):
     """Variance-preserving SDE ``dx = -β(t) x / 2 dt + sqrt(β(t)) dw``; DDPM in continuous time.
@@ -179,6 +188,11 @@ class VPSDE(SDE):
     def std(self, t: float | Tensor) -> Tensor:
         """``s(t) = sqrt(1 - exp(-B(t)))``."""
         return (-torch.expm1(-self.schedule.integral(torch.as_tensor(t)))).sqrt()
+
+    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+        """``σ̃^2 = s^2 / m^2 = e^B - 1``, so ``B = log(1 + σ̃^2)``."""
+        ratio = torch.as_tensor(ratio, dtype=torch.float64)
+        return self.schedule.time_of_integral(torch.log1p(ratio**2))
 
     def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
         """The exact DDPM step from ``t - dt`` to ``t``: ``x_t = sqrt(1 - β_i) x + sqrt(β_i) z``.
@@ -235,6 +249,11 @@ class SubVPSDE(SDE):
         """``s(t) = 1 - exp(-B(t))``."""
         return -torch.expm1(-self.schedule.integral(torch.as_tensor(t)))
 
+    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+        """``σ̃ = (1 - e^{-B}) e^{B/2} = 2 sinh(B / 2)``, so ``B = 2 asinh(σ̃ / 2)``."""
+        ratio = torch.as_tensor(ratio, dtype=torch.float64)
+        return self.schedule.time_of_integral(2 * torch.asinh(ratio / 2))
+
 
 class VESDE(SDE):
     """Variance-exploding SDE ``dx = σ(t) sqrt(2 ln(σ_max/σ_min)) dw``; SMLD in continuous time.
@@ -277,6 +296,10 @@ class VESDE(SDE):
     def std(self, t: float | Tensor) -> Tensor:
         """``s(t) = σ(t)``."""
         return self.sigma(t)
+
+    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+        """``σ̃ = σ(t)``, so ``t = log(σ̃ / σ_min) / log(σ_max / σ_min)``."""
+        return torch.log(torch.as_tensor(ratio, dtype=torch.float64) / self.sigma_min) / self._log_ratio
 
     def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
         """The exact SMLD step from ``t - dt`` to ``t``: ``f = 0``, ``G = sqrt(σ(t)^2 - σ(t-dt)^2)``."""

@@ -193,3 +193,12 @@ def test_solve_time_inverts_an_increasing_function():
     t = torch.linspace(1e-3, 1.0, 17, dtype=torch.float64)
     found = solve_time(sde.std, sde.std(t), 1e-3, 1.0)
     torch.testing.assert_close(found, t, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sde", [ss.VPSDE(), ss.SubVPSDE(), ss.VESDE(0.01, 50.0)], ids=repr)
+def test_time_of_ratio_closed_form_inverts_the_noise_to_signal_ratio(sde):
+    """Each SDE's closed form agrees with the base class's bisection and inverts ``std / m``."""
+    t = torch.linspace(1e-5, 1.0, 33, dtype=torch.float64)
+    ratio = sde.std(t) / sde.mean_coef(t)
+    torch.testing.assert_close(sde.time_of_ratio(ratio), t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ss.SDE.time_of_ratio(sde, ratio), t, rtol=1e-10, atol=1e-12)

@@ -47,7 +47,7 @@ def karras(sde, steps: int, eps: float, rho: float = 7.0) -> Tensor:
     lo, hi = _ends(ratio, sde, eps)
     ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     levels = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
-    return _invert(ratio, levels, sde, eps)
+    return _at_ratios(sde, levels, eps)
 
 
 def geometric_std(sde, steps: int, eps: float) -> Tensor:
@@ -77,13 +77,21 @@ def logsnr(sde, steps: int, eps: float) -> Tensor:
 
     lo, hi = _ends(ratio, sde, eps)
     levels = torch.logspace(hi.log10().item(), lo.log10().item(), steps + 1, dtype=torch.float64)
-    return _invert(ratio, levels, sde, eps)
+    return _at_ratios(sde, levels, eps)
 
 
 def _ends(fn: Callable[[Tensor], Tensor], sde, eps: float) -> tuple[Tensor, Tensor]:
     t = torch.tensor([eps, sde.T], dtype=torch.float64)
     lo, hi = fn(t)
     return lo, hi
+
+
+def _at_ratios(sde, levels: Tensor, eps: float) -> Tensor:
+    """The times of the noise-to-signal ratios ``levels`` (``sde.time_of_ratio``, in closed form for
+    VP, sub-VP and VE), kept in ``[eps, T]`` with the ends exact."""
+    ts = sde.time_of_ratio(levels).clamp(eps, sde.T)
+    ts[0], ts[-1] = sde.T, eps
+    return ts
 
 
 def _invert(fn: Callable[[Tensor], Tensor], levels: Tensor, sde, eps: float) -> Tensor:
