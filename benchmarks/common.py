@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -69,3 +70,11 @@ def median_time(
         fn()
         times.append(clock() - start)
     return sorted(times)[len(times) // 2]
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--quick``, ``--results``, ``--seed`` and ``--threads``: what the training benchmarks share."""
+    parser.add_argument("--quick", action="store_true", help="tiny U-Net, seconds (the test suite)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")

@@ -53,7 +53,7 @@ from scoresde.samplers.fast import fast_choice
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT / "examples"))
-from common import RESULTS, metadata, write_json  # noqa: E402
+from common import add_run_options, metadata, write_json  # noqa: E402
 from train_mnist import TINY  # noqa: E402  (the example's tiny U-Net, for --quick)
 
 CONFIG = ROOT / "configs" / "digits_vp.yaml"
@@ -76,10 +76,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budgets", help="comma-separated NFE budgets (default 6,...,50; quick 6,10)")
     p.add_argument("--eps", type=float, default=1e-3, help="where every solver stops (t)")
     p.add_argument("--ref-tol", type=float, help="reference dopri5 rtol = atol (default 1e-6; quick 1e-3)")
-    p.add_argument("--quick", action="store_true", help="tiny U-Net, seconds (the test suite)")
-    p.add_argument("--results", type=Path, default=RESULTS, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    add_run_options(p)
     args = p.parse_args(argv)
     q = args.quick
     args.train_steps = args.train_steps or (50 if q else TRAIN_STEPS)

@@ -39,7 +39,7 @@ from scoresde.training import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT / "examples"))
-from common import RESULTS, metadata, write_json  # noqa: E402
+from common import add_run_options, metadata, write_json  # noqa: E402
 from train_mnist import TINY  # noqa: E402  (the example's tiny U-Net: both --quick runs share it)
 
 CONFIGS = "mnist_vp,mnist_subvp,mnist_ve"
@@ -72,10 +72,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every config (repeatable)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_MNIST, help="directory of the MNIST .gz files")
-    p.add_argument("--quick", action="store_true", help="tiny U-Net, seconds (the test suite)")
-    p.add_argument("--results", type=Path, default=RESULTS, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    add_run_options(p)
     args = p.parse_args(argv)
     q = args.quick
     args.budget_minutes = args.budget_minutes or (0.01 if q else BUDGET_MINUTES)

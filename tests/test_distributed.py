@@ -7,6 +7,7 @@ every process a join timeout, so a failure cannot hang the suite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -265,10 +266,16 @@ def test_dead_rank_fails_the_run_with_a_clear_error(tmp_path):
     assert "DistributedError: rank 0 of 2: training step 2 failed" in error
 
 
-def _one_rank_group(tmp_path) -> None:
+@contextlib.contextmanager
+def _one_rank_group(tmp_path):
+    """A gloo process group of this process alone, destroyed on exit."""
     store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
     torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1,
                                          timeout=timedelta(seconds=COLLECTIVE_TIMEOUT))
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def _loss_calling(action, call: int):
@@ -287,23 +294,19 @@ def _loss_calling(action, call: int):
 def test_signal_stops_every_rank_after_the_step_with_a_full_checkpoint(tmp_path):
     """SIGTERM mid-step: the ranks agree (all-reduce) to stop after that step and write a full
     collective checkpoint, every rank's random states included."""
-    _one_rank_group(tmp_path)
-    try:
+    with _one_rank_group(tmp_path):
         trainer = _trainer(distributed.DistributedTrainer, distributed.ShardedLoader(_data(), BATCH, SEED),
                            tmp_path, _loss_calling(lambda: os.kill(os.getpid(), signal.SIGTERM), 5))
         with pytest.raises(TrainingStopped):
             trainer.fit(STEPS)
         state = read_checkpoint(trainer.checkpoint_path)
         assert state["step"] == 3 and len(state["rng"]["ranks"]) == 1
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def test_interrupt_mid_step_keeps_the_last_full_checkpoint(tmp_path):
     """A ``KeyboardInterrupt`` raised inside a step (a second Ctrl-C) writes nothing: the step's
     state is torn, so the last periodic checkpoint (step 2) stays."""
-    _one_rank_group(tmp_path)
-    try:
+    with _one_rank_group(tmp_path):
         def interrupt():
             raise KeyboardInterrupt
 
@@ -313,15 +316,12 @@ def test_interrupt_mid_step_keeps_the_last_full_checkpoint(tmp_path):
             trainer.fit(STEPS)
         state = read_checkpoint(trainer.checkpoint_path)
         assert state["step"] == 2 and len(state["rng"]["ranks"]) == 1
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def test_interrupt_between_steps_saves_rank_zero_state_without_collectives(tmp_path):
     """A ``KeyboardInterrupt`` from a hook after step 3 (the ranks may be at different points):
     rank 0 writes its state alone, without the ranks' random states; resuming reseeds the noise."""
-    _one_rank_group(tmp_path)
-    try:
+    with _one_rank_group(tmp_path):
         def stop(trainer):
             raise KeyboardInterrupt
 
@@ -336,8 +336,6 @@ def test_interrupt_between_steps_saves_rank_zero_state_without_collectives(tmp_p
         assert resumed.maybe_resume() and resumed.step == 3
         expected = torch.Generator().manual_seed(distributed.derived_seed(SEED, 0, 3))
         assert torch.equal(resumed.generator.get_state(), expected.get_state())
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

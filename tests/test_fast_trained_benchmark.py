@@ -6,28 +6,11 @@ Speed is measured by the benchmark, never asserted here.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
-from pathlib import Path
-
-import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fast_trained.py"
 
 
-def test_fast_trained_benchmark_quick(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_fast_trained", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_fast_trained", bench)
-    spec.loader.exec_module(bench)
-    threads = torch.get_num_threads()
-    try:
-        bench.main(["--quick", "--results", str(tmp_path)])
-    finally:
-        torch.set_num_threads(threads)
-    out = json.loads((tmp_path / "fast_trained_quick.json").read_text())
+def test_fast_trained_benchmark_quick(tmp_path, run_benchmark):
+    out = run_benchmark("fast_trained")
     assert out["quick"] and {"date", "machine", "versions"} <= out.keys()
     assert out["training"]["steps"] == 50 and out["training"]["seconds"] > 0
     assert [r["eps"] for r in out["references"]] == [1e-3, 3e-2]

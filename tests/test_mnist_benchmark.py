@@ -6,32 +6,18 @@ Speed and quality are measured by the benchmark, never asserted here.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "mnist.py"
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not found beside the checkout")
-def test_mnist_benchmark_quick(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_mnist", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_mnist", bench)  # its dataclass looks itself up
-    spec.loader.exec_module(bench)
-    threads = torch.get_num_threads()
-    try:
-        bench.main(["--quick", "--results", str(tmp_path)])
-    finally:
-        torch.set_num_threads(threads)
-    out = json.loads((tmp_path / "mnist_quick.json").read_text())
+def test_mnist_benchmark_quick(tmp_path, run_benchmark):
+    out = run_benchmark("mnist")
     assert out["quick"] and {"date", "machine", "versions"} <= out.keys()
     assert out["budget_minutes_per_config"] > 0 and out["eval_fractions"][-1] == 1.0
     n = out["bits_per_dim"]["n_test"]
