@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 
 from scoresde.data import DATASETS
+from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
 from scoresde.losses import LOSS_KINDS, WEIGHTINGS
+from scoresde.samplers import SAMPLERS
 from scoresde.score import PARAMETERIZATIONS
 from scoresde.training import AUTOCAST
 
@@ -28,6 +30,9 @@ CHOICES = {
     "loss.kind": LOSS_KINDS,
     "loss.weighting": WEIGHTINGS,
     "train.autocast": AUTOCAST,
+    "sample.sampler": (*SAMPLERS, "fast"),
+    "likelihood.trace": TRACES,
+    "likelihood.method": ADAPTIVE_METHODS,  # the command line cannot give a fixed-step method its step size
 }
 
 

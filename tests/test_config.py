@@ -46,6 +46,12 @@ def test_mistyped_value_names_key_and_file(tmp_path):
     path.write_text("sde:\n  name: vpp\n")
     with pytest.raises(ValueError, match=r"'sde\.name' must be one of \('vp', 'subvp', 've'\)"):
         load_config(path)
+    for key, bad in [("likelihood.method", "rk4"), ("likelihood.trace", "hutch"),
+                     ("sample.sampler", "dpm++")]:
+        section, name = key.split(".")
+        path.write_text(f"{section}:\n  {name}: {bad}\n")
+        with pytest.raises(ValueError, match=rf"'{key}' must be one of"):
+            load_config(path)
 
 
 def test_overrides():
