@@ -32,7 +32,7 @@ from scoresde.losses import make_loss
 from scoresde.networks import MLP, UNet
 from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
-from scoresde.training import Hook, Trainer, TrainingStopped, read_checkpoint
+from scoresde.training import Hook, Trainer, TrainingStopped, fingerprint_diff, read_checkpoint
 
 IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -126,7 +126,8 @@ def load_trained(run_dir: Path, cfg: Config, device: str, ema: bool = True) -> S
     """The trained score model of ``run_dir`` (EMA weights by default), in eval mode."""
     state = read_checkpoint(run_dir / "checkpoint.pt")
     if state["fingerprint"] != cfg.fingerprint():
-        raise ValueError(f"{run_dir / 'checkpoint.pt'} was not trained with this configuration")
+        raise ValueError(f"{run_dir / 'checkpoint.pt'} was not trained with this configuration; differing "
+                         f"entries: {fingerprint_diff(state['fingerprint'], cfg.fingerprint())}")
     model = build_model(cfg)
     model.load_state_dict(state["ema" if ema else "model"])
     return model.to(device).eval().requires_grad_(False)

@@ -258,7 +258,7 @@ class Trainer:
         if state["fingerprint"] != self.fingerprint:
             raise ValueError(
                 f"checkpoint {path} was written by another configuration; differing entries: "
-                f"{_diff(state['fingerprint'], self.fingerprint)}"
+                f"{fingerprint_diff(state['fingerprint'], self.fingerprint)}"
             )
         _check_state(state["model"], self.model, f"{path}: model")
         _check_state(state["ema"], self.ema, f"{path}: ema")
@@ -344,12 +344,13 @@ def _check_state(saved: dict, module: nn.Module, what: str) -> None:
         raise ValueError(f"{what} parameter shapes differ for {bad}")
 
 
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+def fingerprint_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The entries where two (nested) fingerprints differ, as ``"key: a (checkpoint) != b (now)"``."""
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{key}.")
+            out += fingerprint_diff(va, vb, f"{prefix}{key}.")
         elif va != vb:
             out.append(f"{prefix}{key}: {va!r} (checkpoint) != {vb!r} (now)")
     return out

@@ -109,3 +109,10 @@ def test_sigterm_stops_train_after_a_step_with_a_checkpoint_and_exit_130(tmp_pat
     assert cli.main(["train", "--run-dir", str(run), "--no-progress",
                      "--set", f"train.steps={step + 2}", "--set", "train.log_every=1"]) == 0
     assert read_checkpoint(run / "checkpoint.pt")["step"] == step + 2
+
+
+def test_sample_refusal_names_the_differing_config_entries(tmp_path, capsys):
+    run = str(tmp_path / "toy")
+    assert _run("train", "--run-dir", run, sets=[*TINY_TOY, "train.steps=1"]) == 0
+    assert _run("sample", "--run-dir", run, "--n", "4", sets=["model.width=32"]) == 2
+    assert "model.width: 16 (checkpoint) != 32 (now)" in capsys.readouterr().err
