@@ -173,10 +173,14 @@ def run_train(args: argparse.Namespace) -> int:
     cfg, run_dir = resolve(args)
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.fresh and (run_dir / "checkpoint.pt").exists():
-        raise SystemExit(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
+        raise ValueError(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
     trainer = build_trainer(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)
     if trainer.maybe_resume() and distributed.is_main():
         print(f"resumed {run_dir} at step {trainer.step}")
+    if trainer.step >= cfg.train.steps:
+        if distributed.is_main():
+            print(f"{run_dir} is at step {trainer.step} >= train.steps = {cfg.train.steps}: nothing to train")
+        return 0
     if distributed.is_main():
         save_config(cfg, run_dir / "config.yaml")
     trainer.fit(cfg.train.steps)

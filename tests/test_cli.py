@@ -34,6 +34,11 @@ def test_toy_train_resume_sample_likelihood(tmp_path, capsys):
                                                               "metrics.jsonl"}
     assert _run("train", "--run-dir", run, sets=["train.steps=6"]) == 0
     assert "resumed" in capsys.readouterr().out
+    assert _run("train", "--run-dir", run, sets=["train.steps=5"]) == 0  # behind the checkpoint
+    assert "at step 6 >= train.steps = 5: nothing to train" in capsys.readouterr().out
+    assert "steps: 6" in (tmp_path / "toy" / "config.yaml").read_text()
+    assert _run("train", "--run-dir", run, "--fresh") == 2
+    assert "--fresh given but" in capsys.readouterr().err
     steps = [json.loads(x)["step"] for x in open(tmp_path / "toy" / "metrics.jsonl")]
     assert steps == [2, 4, 6]
     assert _run("sample", "--run-dir", run, "--sampler", "em", "--steps", "10", "--n", "50") == 0
