@@ -15,7 +15,7 @@ Run directory::
     results.json         the same numbers
     samples_<sampler>.png   scatter plots (or image grids), one row per SDE, one column per budget
     quality_vs_nfe.png   sliced-W2 against NFE, one panel per SDE
-    train_<sde>/         checkpoint and metrics of each trained model
+    train_<sde>/         config, checkpoint and metrics of each trained model (a run directory)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from scoresde.analytic import GaussianMixture, toy_mixture
 from scoresde.cli import build_trainer, load_data
-from scoresde.config import Config, load_config
+from scoresde.config import Config, load_config, save_config
 from scoresde.data import TOYS, Dataset
 from scoresde.likelihood import bits_per_dim, log_likelihood
 from scoresde.metrics import mixture_stats, sliced_wasserstein
@@ -185,6 +185,7 @@ def _train(cfg: Config, data: Dataset, run_dir: Path, d: Defaults, opts: Compare
     for stale in ("checkpoint.pt", "metrics.jsonl"):
         (run_dir / stale).unlink(missing_ok=True)
     trainer = build_trainer(cfg, run_dir, opts.device, data, progress=opts.progress)
+    save_config(cfg, run_dir / "config.yaml")  # so that `scoresde sample --run-dir` can use it
     trainer.fit(d.train_steps)
     return trainer.ema.eval().requires_grad_(False)
 

@@ -29,6 +29,14 @@ def test_compare_writes_table_and_figures(quick_run):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
 
 
+def test_compare_training_dirs_are_run_dirs(quick_run):
+    """Each ``train_<sde>/`` holds its config, so ``scoresde sample`` works on it."""
+    run = quick_run / "train_vp"
+    assert cli.main(["sample", "--run-dir", str(run), "--sampler", "ddim", "--steps", "5", "--n", "8",
+                     "--device", "cpu", "--no-progress"]) == 0
+    assert (run / "samples" / "ddim_5.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_compare_values_are_sane(quick_run):
     result = json.loads((quick_run / "results.json").read_text())
     runs = result["runs"]
