@@ -171,7 +171,6 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     cfg, run_dir = resolve(args)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if args.fresh and (run_dir / "checkpoint.pt").exists():
         raise ValueError(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
     trainer = build_trainer(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)

@@ -176,6 +176,11 @@ class Loss:
             raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {self.kind!r}")
         if self.weighting_name not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {self.weighting_name!r}")
+        needs = {"ddpm": VPSDE, "smld": VESDE}.get(self.kind)
+        if needs is not None and not isinstance(self.sde, needs):
+            raise ValueError(
+                f"loss kind {self.kind!r} needs a {needs.__name__}; got {type(self.sde).__name__}"
+            )
 
     def __call__(
         self, score_fn: ScoreFn, x0: Tensor, generator: torch.Generator | None = None

@@ -185,3 +185,12 @@ def test_make_loss_dispatch_and_errors():
         dsm_loss(_linear, SDES["vp"], x0, eps=0.0)
     with pytest.raises(ValueError, match="reduction"):
         dsm_loss(_linear, SDES["vp"], x0, reduction="sum")
+
+
+def test_discrete_loss_on_the_wrong_sde_is_refused_when_built():
+    """``ddpm`` needs the VP chain and ``smld`` the VE levels: refused at construction, not at
+    the first training step."""
+    with pytest.raises(ValueError, match="'ddpm' needs a VPSDE; got VESDE"):
+        make_loss("ddpm", ss.VESDE())
+    with pytest.raises(ValueError, match="'smld' needs a VESDE; got SubVPSDE"):
+        make_loss("smld", ss.SubVPSDE())
