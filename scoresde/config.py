@@ -131,10 +131,12 @@ class Config:
         return asdict(self)
 
     def fingerprint(self) -> dict:
-        """Everything that decides the trained parameters (not the step budget nor the outputs)."""
+        """Everything that decides the trained parameters (not the step budget, the outputs, nor
+        where the data files are read from: ``data.root``)."""
         d = self.to_dict()
         for key in ("steps", "log_every", "ckpt_every", "eval_every"):
             d["train"].pop(key)
+        d["data"].pop("root")
         return {k: d[k] for k in ("sde", "data", "model", "loss", "train")}
 
 

@@ -71,4 +71,6 @@ def test_save_round_trip_and_fingerprint(tmp_path):
     assert load_config(tmp_path / "c.yaml") == cfg
     longer = load_config(None, ["train.steps=70", "model.width=32"])
     assert longer.fingerprint() == cfg.fingerprint()  # a longer run may resume
+    moved = load_config(None, ["train.steps=7", "model.width=32", "data.root=/elsewhere"])
+    assert moved.fingerprint() == cfg.fingerprint()  # so may one whose data files moved
     assert load_config(None, ["model.width=64"]).fingerprint() != cfg.fingerprint()
