@@ -125,9 +125,10 @@ def _test_loss_hook(loss, data: Dataset) -> Callable[[Trainer], dict]:
 def load_trained(run_dir: Path, cfg: Config, device: str, ema: bool = True) -> ScoreModel:
     """The trained score model of ``run_dir`` (EMA weights by default), in eval mode."""
     state = read_checkpoint(run_dir / "checkpoint.pt")
-    if state["fingerprint"] != cfg.fingerprint():
+    differing = fingerprint_diff(state["fingerprint"], cfg.fingerprint())
+    if differing:
         raise ValueError(f"{run_dir / 'checkpoint.pt'} was not trained with this configuration; differing "
-                         f"entries: {fingerprint_diff(state['fingerprint'], cfg.fingerprint())}")
+                         f"entries: {differing}")
     model = build_model(cfg)
     model.load_state_dict(state["ema" if ema else "model"])
     return model.to(device).eval().requires_grad_(False)

@@ -255,10 +255,10 @@ class Trainer:
         """Restore a checkpoint; every check runs before anything is copied into the trainer."""
         path = Path(path) if path is not None else self.checkpoint_path
         state = read_checkpoint(path)
-        if state["fingerprint"] != self.fingerprint:
+        differing = fingerprint_diff(state["fingerprint"], self.fingerprint)
+        if differing:
             raise ValueError(
-                f"checkpoint {path} was written by another configuration; differing entries: "
-                f"{fingerprint_diff(state['fingerprint'], self.fingerprint)}"
+                f"checkpoint {path} was written by another configuration; differing entries: {differing}"
             )
         _check_state(state["model"], self.model, f"{path}: model")
         _check_state(state["ema"], self.ema, f"{path}: ema")
@@ -345,9 +345,11 @@ def _check_state(saved: dict, module: nn.Module, what: str) -> None:
 
 
 def fingerprint_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The entries where two (nested) fingerprints differ, as ``"key: a (checkpoint) != b (now)"``."""
+    """The entries of the current fingerprint ``b`` where the checkpoint's ``a`` differs, as
+    ``"key: a (checkpoint) != b (now)"``. Entries only in ``a`` are ones the configuration no
+    longer fingerprints (e.g. ``data.root``, dropped later) and are ignored."""
     out = []
-    for key in sorted(set(a) | set(b)):
+    for key in sorted(b):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
             out += fingerprint_diff(va, vb, f"{prefix}{key}.")

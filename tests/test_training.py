@@ -199,3 +199,12 @@ def test_bad_arguments(tmp_path):
         _trainer(tmp_path, ema_decay=1.0)
     with pytest.raises(FileNotFoundError):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_fingerprint_entries_no_longer_fingerprinted_are_ignored(tmp_path):
+    """A checkpoint whose fingerprint has an entry the configuration has since dropped (as
+    ``data.root`` was) still loads; a changed or a new entry is refused."""
+    _trainer(tmp_path, fingerprint={"data": {"name": "toy", "root": "/old"}}).fit(1)
+    assert _trainer(tmp_path, fingerprint={"data": {"name": "toy"}}).maybe_resume()
+    with pytest.raises(ValueError, match=r"data\.seed: None \(checkpoint\) != 1 \(now\)"):
+        _trainer(tmp_path, fingerprint={"data": {"name": "toy", "seed": 1}}).load()
