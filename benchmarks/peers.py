@@ -62,7 +62,7 @@ def load_diffusers() -> types.ModuleType | None:
 def ratio_of_time(sde, t: float) -> float:
     """``σ̃(t) = std(t) / m(t)``."""
     t = torch.tensor(t, dtype=torch.float64)
-    return float(sde.std(t) / sde.mean_coef(t))
+    return float(sde.ratio(t))
 
 
 class KDenoiser:

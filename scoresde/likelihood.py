@@ -89,7 +89,7 @@ class _Clock:
         self.tau0, self.tau1 = tau[0].item(), tau[1].item()
 
     def _rho(self, t: Tensor) -> Tensor:
-        return torch.log(self.sde.std(t) / self.sde.mean_coef(t))
+        return torch.log(self.sde.ratio(t))
 
     def t_of(self, tau: Tensor) -> Tensor:
         """``t(τ)``, kept in ``[eps, T]`` (guards the solver's first-step probe and rounding)."""

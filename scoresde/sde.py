@@ -90,10 +90,23 @@ class SDE(abc.ABC):
         f = self.drift(x, t) * append_dims(dt, x.ndim)
         return f, append_dims(self.diffusion(t) * dt.sqrt(), x.ndim)
 
-    def time_of_ratio(self, ratio: Tensor) -> Tensor:
-        """The ``t`` in ``[0, T]`` with ``std(t) / m(t) = ratio`` (the noise-to-signal ratio ``σ̃``,
-        increasing in ``t``), float64. By bisection here; the SDEs below invert it in closed form."""
-        return solve_time(lambda t: self.std(t) / self.mean_coef(t), ratio, 0.0, self.T)
+    def ratio(self, t: float | Tensor) -> Tensor:
+        """The noise-to-signal ratio ``σ̃(t) = std(t) / m(t)`` (EDM's ``σ``; ``e^{-λ}`` with ``λ`` the
+        half log-SNR), increasing in ``t``."""
+        return self.std(t) / self.mean_coef(t)
+
+    def time_of_ratio(self, ratio: float | Tensor) -> Tensor:
+        """The ``t`` with ``σ̃(t) = ratio`` (float64), the inverse of :meth:`ratio`. Raises
+        ``ValueError`` unless every ratio is finite and ``> 0``; a ratio beyond ``σ̃(T)`` gives a
+        time beyond ``T`` where the inverse is in closed form (VP, sub-VP, VE), ``T`` otherwise."""
+        ratio = torch.as_tensor(ratio, dtype=torch.float64)
+        if not bool((torch.isfinite(ratio) & (ratio > 0)).all()):
+            raise ValueError("ratio must be finite and > 0 everywhere")
+        return self._time_of_ratio(ratio)
+
+    def _time_of_ratio(self, ratio: Tensor) -> Tensor:
+        """Bisection on ``[0, T]``; the SDEs below override it with a closed form."""
+        return solve_time(self.ratio, ratio, 0.0, self.T)
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> ReverseSDE:
         """The reverse-time SDE (or, with ``probability_flow``, the probability-flow ODE)."""
@@ -189,9 +202,8 @@ class VPSDE(SDE):
         """``s(t) = sqrt(1 - exp(-B(t)))``."""
         return (-torch.expm1(-self.schedule.integral(torch.as_tensor(t)))).sqrt()
 
-    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+    def _time_of_ratio(self, ratio: Tensor) -> Tensor:
         """``σ̃^2 = s^2 / m^2 = e^B - 1``, so ``B = log(1 + σ̃^2)``."""
-        ratio = torch.as_tensor(ratio, dtype=torch.float64)
         return self.schedule.time_of_integral(torch.log1p(ratio**2))
 
     def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
@@ -249,9 +261,8 @@ class SubVPSDE(SDE):
         """``s(t) = 1 - exp(-B(t))``."""
         return -torch.expm1(-self.schedule.integral(torch.as_tensor(t)))
 
-    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+    def _time_of_ratio(self, ratio: Tensor) -> Tensor:
         """``σ̃ = (1 - e^{-B}) e^{B/2} = 2 sinh(B / 2)``, so ``B = 2 asinh(σ̃ / 2)``."""
-        ratio = torch.as_tensor(ratio, dtype=torch.float64)
         return self.schedule.time_of_integral(2 * torch.asinh(ratio / 2))
 
 
@@ -297,9 +308,9 @@ class VESDE(SDE):
         """``s(t) = σ(t)``."""
         return self.sigma(t)
 
-    def time_of_ratio(self, ratio: Tensor) -> Tensor:
+    def _time_of_ratio(self, ratio: Tensor) -> Tensor:
         """``σ̃ = σ(t)``, so ``t = log(σ̃ / σ_min) / log(σ_max / σ_min)``."""
-        return torch.log(torch.as_tensor(ratio, dtype=torch.float64) / self.sigma_min) / self._log_ratio
+        return torch.log(ratio / self.sigma_min) / self._log_ratio
 
     def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
         """The exact SMLD step from ``t - dt`` to ``t``: ``f = 0``, ``G = sqrt(σ(t)^2 - σ(t-dt)^2)``."""
@@ -321,7 +332,9 @@ def solve_time(fn: Callable[[Tensor], Tensor], levels: Tensor, lo: float, hi: fl
                iters: int = 80) -> Tensor:
     """The times ``t`` in ``[lo, hi]`` with ``fn(t) = levels`` (elementwise, float64) for ``fn``
     increasing in ``t``, by ``iters`` bisection steps (80 halve the interval to below 1e-16 of
-    its length)."""
+    its length). Raises ``ValueError`` unless ``lo < hi``."""
+    if not lo < hi:
+        raise ValueError(f"solve_time needs lo < hi; got [{lo}, {hi}]")
     below = torch.full_like(levels, lo, dtype=torch.float64)
     above = torch.full_like(levels, hi, dtype=torch.float64)
     for _ in range(iters):

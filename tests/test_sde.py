@@ -201,4 +201,14 @@ def test_time_of_ratio_closed_form_inverts_the_noise_to_signal_ratio(sde):
     t = torch.linspace(1e-5, 1.0, 33, dtype=torch.float64)
     ratio = sde.std(t) / sde.mean_coef(t)
     torch.testing.assert_close(sde.time_of_ratio(ratio), t, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(ss.SDE.time_of_ratio(sde, ratio), t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ss.SDE._time_of_ratio(sde, ratio), t, rtol=1e-10, atol=1e-12)
+
+
+def test_time_of_ratio_and_solve_time_reject_bad_input():
+    from scoresde.sde import solve_time
+
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="ratio must be finite and > 0"):
+            ss.VPSDE().time_of_ratio(torch.tensor([1.0, bad]))
+    with pytest.raises(ValueError, match="lo < hi"):
+        solve_time(torch.exp, torch.ones(2, dtype=torch.float64), 1.0, 0.5)

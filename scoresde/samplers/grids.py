@@ -40,11 +40,7 @@ def karras(sde, steps: int, eps: float, rho: float = 7.0) -> Tensor:
     check_grid_args(sde, steps, eps)
     if rho <= 0:
         raise ValueError(f"rho must be > 0; got {rho!r}")
-
-    def ratio(t: Tensor) -> Tensor:
-        return sde.std(t) / sde.mean_coef(t)
-
-    lo, hi = _ends(ratio, sde, eps)
+    lo, hi = _ends(sde.ratio, sde, eps)
     ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     levels = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
     return _at_ratios(sde, levels, eps)
@@ -71,11 +67,7 @@ def logsnr(sde, steps: int, eps: float) -> Tensor:
     The default grid of the DPM-Solver++ and UniPC samplers, which step in ``λ``.
     """
     check_grid_args(sde, steps, eps)
-
-    def ratio(t: Tensor) -> Tensor:
-        return sde.std(t) / sde.mean_coef(t)
-
-    lo, hi = _ends(ratio, sde, eps)
+    lo, hi = _ends(sde.ratio, sde, eps)
     levels = torch.logspace(hi.log10().item(), lo.log10().item(), steps + 1, dtype=torch.float64)
     return _at_ratios(sde, levels, eps)
 
