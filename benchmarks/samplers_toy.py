@@ -61,12 +61,12 @@ def pc_norms(n: int, steps: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--results", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)  # small tensors; two threads on a loaded 2-core machine ran 17x slower
     n, steps = (300, 20) if args.quick else (args.n, None)
     payload = {**metadata(), "n": n, "defaults": defaults(n, steps),

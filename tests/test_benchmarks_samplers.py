@@ -26,26 +26,18 @@ def test_samplers_benchmark_quick(tmp_path):
     assert (tmp_path / "samplers_quick.png").stat().st_size > 0
 
 
-def test_samplers_toy_benchmark_quick(tmp_path):
+def test_samplers_toy_benchmark_quick(run_benchmark):
     """``benchmarks/samplers_toy.py --quick``: every sampler and both PC norm rules recorded."""
-    script = SCRIPT.with_name("samplers_toy.py")
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--results", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads((tmp_path / "samplers_toy_quick.json").read_text())
+    out = run_benchmark("samplers_toy")
     assert len(out["defaults"]) == 3 * 11 - 1  # no ancestral on sub-VP
     assert {(r["sde"], r["norms"]) for r in out["pc_norms"]} == {
         (s, n) for s in ("VP", "sub-VP", "VE") for n in ("batch", "sample")}
     assert all(r["nfe"] > 0 and r["chi2"] >= 0 for r in out["defaults"] + out["pc_norms"])
 
 
-def test_fast_obstacles_benchmark_quick(tmp_path):
+def test_fast_obstacles_benchmark_quick(run_benchmark):
     """``benchmarks/fast_obstacles.py --quick``: both solver forms and the warped grid recorded."""
-    script = SCRIPT.with_name("fast_obstacles.py")
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--results", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads((tmp_path / "fast_obstacles_quick.json").read_text())
+    out = run_benchmark("fast_obstacles")
     row = out["ode_error"][0]
     assert row["nfe"] == 10 and 0 < row["data_prediction_3m"] < row["noise_prediction_3m"]
     assert out["warped"][0]["power"] == 1.0 and out["warped"][0]["max_abs_z"] > 0
