@@ -27,14 +27,13 @@ from torch import nn
 
 from scoresde import distributed
 from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig, load_config, save_config
-from scoresde.data import TOYS, Dataset, load_dataset
+from scoresde.data import Dataset, image_shape, load_dataset
 from scoresde.losses import make_loss
 from scoresde.networks import MLP, UNet
 from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
 from scoresde.training import Hook, Trainer, TrainingStopped, fingerprint_diff, read_checkpoint
 
-IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28)}
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
@@ -64,9 +63,14 @@ def build_sde(cfg: SDEConfig) -> SDE:
     raise ValueError(f"sde.name must be one of ('vp', 'subvp', 've'); got {cfg.name!r}")
 
 
+def data_root(cfg: DataConfig) -> Path | None:
+    """``data.root``, else the MNIST files beside the checkout for ``mnist``, else ``None``."""
+    return Path(cfg.root) if cfg.root else (DEFAULT_MNIST if cfg.name == "mnist" else None)
+
+
 def data_shape(cfg: DataConfig) -> tuple[int, ...]:
-    """Shape of one sample: ``(2,)`` for the toys, ``(1, s, s)`` for images."""
-    return (2,) if cfg.name in TOYS else IMAGE_SHAPES[cfg.name]
+    """Shape of one sample: ``(2,)`` for the toys, ``(c, h, w)`` for images (read from the files)."""
+    return image_shape(cfg.name, data_root(cfg))
 
 
 def build_net(cfg: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
@@ -85,12 +89,12 @@ def build_model(cfg: Config) -> ScoreModel:
     """``ScoreModel(net, sde, parameterization)`` from a config (seeded by ``train.seed``)."""
     torch.manual_seed(cfg.train.seed)
     net = build_net(cfg.model, data_shape(cfg.data))
-    return ScoreModel(net, build_sde(cfg.sde), cfg.model.parameterization)
+    return ScoreModel(net, build_sde(cfg.sde), cfg.model.parameterization, cfg.model.sigma_data)
 
 
 def load_data(cfg: DataConfig) -> Dataset:
-    root = cfg.root or (DEFAULT_MNIST if cfg.name == "mnist" else None)
-    return load_dataset(cfg.name, root=root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed)
+    return load_dataset(cfg.name, root=data_root(cfg), n_train=cfg.n_train, n_test=cfg.n_test,
+                        seed=cfg.seed)
 
 
 def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
@@ -99,15 +103,23 @@ def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
     model = build_model(cfg)
     sde = model.sde
     loss = make_loss(cfg.loss.kind, sde, weighting_name=cfg.loss.weighting,
-                     importance=cfg.loss.importance, eps=cfg.loss.eps, n_steps=cfg.loss.n_steps)
+                     importance=cfg.loss.importance, eps=cfg.loss.eps, n_steps=cfg.loss.n_steps,
+                     time_dist=cfg.loss.time_dist, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
+                     sigma_data=cfg.model.sigma_data)
     t = cfg.train
     hooks = [Hook(t.eval_every, _test_loss_hook(loss, data))] if t.eval_every > 0 else []
     loader = distributed.make_loader(data.train, t.batch_size, seed=t.seed)
     return distributed.trainer_class()(
-        model, loss, loader, run_dir=run_dir, lr=t.lr, warmup=t.warmup, grad_clip=t.grad_clip,
+        model, loss, loader, run_dir=run_dir, lr=t.lr, warmup=t.warmup, lr_schedule=t.lr_schedule,
+        lr_decay_steps=t.lr_decay_steps, lr_min_ratio=t.lr_min_ratio, grad_clip=t.grad_clip,
         ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast, device=device,
         seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, hooks=hooks,
-        fingerprint=cfg.fingerprint(), progress=progress)
+        fingerprint=run_fingerprint(cfg, data.shape), progress=progress)
+
+
+def run_fingerprint(cfg: Config, shape: tuple[int, ...]) -> dict:
+    """The config's fingerprint and the shape of one sample (``data.root`` may name another set)."""
+    return {**cfg.fingerprint(), "data_shape": list(shape)}
 
 
 def _test_loss_hook(loss, data: Dataset) -> Callable[[Trainer], dict]:
@@ -125,6 +137,10 @@ def _test_loss_hook(loss, data: Dataset) -> Callable[[Trainer], dict]:
 def load_trained(run_dir: Path, cfg: Config, device: str, ema: bool = True) -> ScoreModel:
     """The trained score model of ``run_dir`` (EMA weights by default), in eval mode."""
     state = read_checkpoint(run_dir / "checkpoint.pt")
+    trained, shape = state["fingerprint"].get("data_shape"), list(data_shape(cfg.data))
+    if trained is not None and trained != shape:
+        raise ValueError(f"{run_dir / 'checkpoint.pt'} was trained on images of shape {tuple(trained)}; "
+                         f"data.name / data.root now give {tuple(shape)}")
     differing = fingerprint_diff(state["fingerprint"], cfg.fingerprint())
     if differing:
         raise ValueError(f"{run_dir / 'checkpoint.pt'} was not trained with this configuration; differing "
@@ -234,8 +250,12 @@ def _plot(x: torch.Tensor, cfg: Config, out: Path, title: str) -> None:
         ax.set_aspect("equal")
     else:
         side = math.isqrt(min(len(x), 100))
-        grid = rearrange(x[: side * side, 0], "(r c) h w -> (r h) (c w)", r=side)
-        ax.imshow(((grid + 1) / 2).clamp(0, 1).numpy(), cmap="gray")
+        grid = rearrange(x[: side * side], "(r c) ch h w -> (r h) (c w) ch", r=side)
+        grid = ((grid + 1) / 2).clamp(0, 1)  # the model's [-1, 1] back to the data's [0, 1]
+        if grid.shape[-1] == 1:
+            ax.imshow(grid[..., 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(grid.numpy())
         ax.axis("off")
     ax.set_title(title)
     fig.savefig(out, dpi=100, bbox_inches="tight")
@@ -297,6 +317,23 @@ def run_compare(args: argparse.Namespace) -> int:
 register("compare", Command("the main job: train small models, compare every sampler on every "
                             "SDE (NFE, time, sliced W2) and the PF-ODE NLL; table and figures",
                             _compare_args, run_compare))
+
+
+def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+    from scoresde.evaluate import add_arguments
+
+    add_arguments(parser)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from scoresde.evaluate import main as evaluate_main
+
+    return evaluate_main(args)
+
+
+register("evaluate", Command("judge a trained image model's samples: Fréchet / kernel distance on "
+                             "classifier features, confident share, class histogram, data floor",
+                             _evaluate_args, run_evaluate))
 
 
 def build_parser() -> argparse.ArgumentParser:

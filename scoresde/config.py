@@ -17,10 +17,10 @@ import yaml
 
 from scoresde.data import DATASETS
 from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
-from scoresde.losses import LOSS_KINDS, WEIGHTINGS
+from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS
 from scoresde.samplers import SAMPLERS
 from scoresde.score import PARAMETERIZATIONS
-from scoresde.training import AUTOCAST
+from scoresde.training import AUTOCAST, LR_SCHEDULES
 
 CHOICES = {
     "sde.name": ("vp", "subvp", "ve"),
@@ -29,6 +29,8 @@ CHOICES = {
     "model.parameterization": PARAMETERIZATIONS,
     "loss.kind": LOSS_KINDS,
     "loss.weighting": WEIGHTINGS,
+    "loss.time_dist": TIME_DISTS,
+    "train.lr_schedule": LR_SCHEDULES,
     "train.autocast": AUTOCAST,
     "sample.sampler": (*SAMPLERS, "fast"),
     "likelihood.trace": TRACES,
@@ -66,6 +68,7 @@ class ModelConfig:
     num_res_blocks: int = 1
     attn_resolutions: list[int] = field(default_factory=lambda: [4])
     groups: int = 8
+    sigma_data: float = 0.5
 
 
 @dataclass
@@ -75,6 +78,9 @@ class LossConfig:
     importance: bool = False
     eps: float = 1e-5
     n_steps: int = 1000
+    time_dist: str = "uniform"
+    p_mean: float = -1.2
+    p_std: float = 1.2
 
 
 @dataclass
@@ -83,6 +89,9 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 2e-3
     warmup: int = 100
+    lr_schedule: str = "constant"
+    lr_decay_steps: int = 0
+    lr_min_ratio: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     accumulate: int = 1

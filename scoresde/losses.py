@@ -6,6 +6,13 @@ Continuous (Song et al., 2021, eq. 7), with ``x_t = m(t) x_0 + s(t) ε``:
 
 ``λ = s(t)^2`` ("sigma2") is DDPM's ε-loss ``||ε̂ - ε||²``; ``λ = g(t)^2`` ("likelihood") makes the
 loss bound the negative log-likelihood (Song et al., 2021b); ``λ = 1`` ("none") is plain DSM.
+
+EDM's training (Karras et al., 2022) in the same terms: with ``σ̃ = s/m`` and ``x_t / m = x_0 + σ̃ ε``,
+``||s_θ + ε/s||² = m² ||D - x_0||² / s⁴``, so EDM's ``λ_EDM(σ̃) ||D - x_0||²`` with
+``λ_EDM = (σ̃² + σ_d²) / (σ̃ σ_d)²`` is the DSM loss with ``λ = s² (1 + σ̃² / σ_d²)`` ("edm"). Its
+noise levels are log-normal, ``ln σ̃ ~ N(P_mean, P_std²)`` (``time_dist="lognormal"``), truncated to
+the SDE's ``[σ̃(eps), σ̃(T)]`` and mapped to ``t`` by ``sde.time_of_ratio``. With the ``edm``
+parameterisation ``λ_EDM c_out² = 1``: the network regresses a unit-variance target everywhere.
 Every loss sums the squared error over the data dimensions and averages over the batch, so each
 is an unbiased Monte-Carlo estimate of its expectation.
 
@@ -26,20 +33,50 @@ from scoresde.sde import SDE, VESDE, VPSDE
 from scoresde.shapes import append_dims, flatten_batch
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-WEIGHTINGS = ("sigma2", "likelihood", "none")
+WEIGHTINGS = ("sigma2", "likelihood", "none", "edm")
+TIME_DISTS = ("uniform", "lognormal")
 LOSS_KINDS = ("dsm", "ddpm", "smld")
 DEFAULT_EPS = 1e-5
 
 
-def weighting(sde: SDE, name: str, t: Tensor) -> Tensor:
-    """``λ(t)``: ``s(t)^2`` for ``"sigma2"``, ``g(t)^2`` for ``"likelihood"``, ``1`` for ``"none"``."""
+def weighting(sde: SDE, name: str, t: Tensor, sigma_data: float = 0.5) -> Tensor:
+    """``λ(t)``: ``s(t)^2`` for ``"sigma2"``, ``g(t)^2`` for ``"likelihood"``, ``1`` for ``"none"``,
+    ``s(t)^2 (1 + σ̃(t)^2 / σ_d^2)`` for ``"edm"`` (EDM's weighting, see the module docstring)."""
     if name == "sigma2":
         return sde.std(t) ** 2
     if name == "likelihood":
         return sde.diffusion(t) ** 2
     if name == "none":
         return torch.ones_like(t)
+    if name == "edm":
+        return sde.std(t) ** 2 * (1 + sde.ratio(t) ** 2 / sigma_data**2)
     raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {name!r}")
+
+
+def lognormal_time(
+    sde: SDE,
+    n: int,
+    *,
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    eps: float = DEFAULT_EPS,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """``t = sde.time_of_ratio(σ̃)`` with ``ln σ̃ ~ N(p_mean, p_std²)`` truncated to ``[σ̃(eps), σ̃(T)]``.
+
+    Sampled exactly by the inverse CDF: ``ln σ̃ = p_mean + p_std Φ⁻¹(u)``, ``u ~ U[Φ(a), Φ(b)]``,
+    ``a, b`` the standardised log-ratios at ``eps`` and ``T``.
+    """
+    _check_eps(eps, sde.T)
+    if not p_std > 0:
+        raise ValueError(f"p_std must be > 0; got {p_std}")
+    ends = torch.tensor([eps, sde.T], dtype=torch.float64)
+    lo, hi = torch.special.ndtr((sde.ratio(ends).log() - p_mean) / p_std).tolist()
+    u = lo + (hi - lo) * torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    ratio = torch.exp(p_mean + p_std * torch.special.ndtri(u))
+    return sde.time_of_ratio(ratio).clamp(eps, sde.T).to(device=device, dtype=dtype)
 
 
 def importance_time(
@@ -85,11 +122,16 @@ def dsm_loss(
     *,
     weighting_name: str = "sigma2",
     importance: bool = False,
+    time_dist: str = "uniform",
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
     eps: float = DEFAULT_EPS,
     generator: torch.Generator | None = None,
     reduction: str = "mean",
 ) -> Tensor:
-    """``λ(t) ||s_θ(x_t, t) + ε / s(t)||²`` with ``t ~ U[eps, T]`` (or importance-sampled).
+    """``λ(t) ||s_θ(x_t, t) + ε / s(t)||²`` with ``t ~ U[eps, T]`` (or importance-sampled, or
+    log-normal in ``σ̃`` with ``time_dist="lognormal"``, see :func:`lognormal_time`).
 
     Computed as ``(λ / s²) ||s(t) s_θ + ε||²``, which is exact and avoids ``1/s`` overflow.
     ``importance=True`` (only with ``weighting_name="likelihood"``) draws ``t`` from
@@ -97,16 +139,22 @@ def dsm_loss(
     """
     _check_eps(eps, sde.T)
     n = x0.shape[0]
+    if time_dist not in TIME_DISTS:
+        raise ValueError(f"time_dist must be one of {TIME_DISTS}; got {time_dist!r}")
     if importance:
-        if weighting_name != "likelihood":
-            raise ValueError("importance=True needs weighting_name='likelihood'")
+        if weighting_name != "likelihood" or time_dist != "uniform":
+            raise ValueError("importance=True needs weighting_name='likelihood' and time_dist='uniform'")
         t, w = importance_time(sde, n, eps=eps, generator=generator, device=x0.device,
                                dtype=x0.dtype)
+    elif time_dist == "lognormal":
+        t = lognormal_time(sde, n, p_mean=p_mean, p_std=p_std, eps=eps, generator=generator,
+                           device=x0.device, dtype=x0.dtype)
+        w = torch.ones_like(t)
     else:
         t = eps + (sde.T - eps) * torch.rand(n, generator=generator, device=x0.device,
                                               dtype=x0.dtype)
         w = torch.ones_like(t)
-    lam = weighting(sde, weighting_name, t) * w
+    lam = weighting(sde, weighting_name, t, sigma_data) * w
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     mean, std = sde.marginal(x0, t)
     err = _sq_norm(std * score_fn(mean + std * z, t) + z)
@@ -170,12 +218,18 @@ class Loss:
     importance: bool = False
     eps: float = DEFAULT_EPS
     n_steps: int = 1000
+    time_dist: str = "uniform"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_data: float = 0.5
 
     def __post_init__(self):
         if self.kind not in LOSS_KINDS:
             raise ValueError(f"loss kind must be one of {LOSS_KINDS}; got {self.kind!r}")
         if self.weighting_name not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {self.weighting_name!r}")
+        if self.time_dist not in TIME_DISTS:
+            raise ValueError(f"time_dist must be one of {TIME_DISTS}; got {self.time_dist!r}")
         needs = {"ddpm": VPSDE, "smld": VESDE}.get(self.kind)
         if needs is not None and not isinstance(self.sde, needs):
             raise ValueError(
@@ -190,7 +244,9 @@ class Loss:
         if self.kind == "smld":
             return smld_loss(score_fn, self.sde, x0, n_levels=self.n_steps, generator=generator)
         return dsm_loss(score_fn, self.sde, x0, weighting_name=self.weighting_name,
-                        importance=self.importance, eps=self.eps, generator=generator)
+                        importance=self.importance, time_dist=self.time_dist, p_mean=self.p_mean,
+                        p_std=self.p_std, sigma_data=self.sigma_data, eps=self.eps,
+                        generator=generator)
 
 
 def make_loss(kind: str, sde: SDE, **options) -> Loss:

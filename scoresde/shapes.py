@@ -18,19 +18,25 @@ def append_dims(coef: Tensor, ndim: int) -> Tensor:
     return coef.reshape(*coef.shape, *([1] * missing))
 
 
-def batch_time(t: float | Tensor, x: Tensor, T: float = 1.0) -> Tensor:
-    """Return ``t`` as a tensor of shape ``(batch,)`` on the device and dtype of ``x``.
+def batch_vector(v: float | Tensor, x: Tensor, name: str = "t") -> Tensor:
+    """Return ``v`` as a tensor of shape ``(batch,)`` on the device and dtype of ``x``.
 
     A Python float or a 0-d tensor is broadcast to the batch of ``x``. Raises ``ValueError``
-    if the batch of ``t`` does not match ``x`` or if ``t`` leaves ``[0, T]``.
+    naming ``name`` if the batch of ``v`` does not match ``x``.
     """
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    if t.ndim == 0:
-        t = t.expand(x.shape[0])
-    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+    v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    if v.ndim == 0:
+        v = v.expand(x.shape[0])
+    if v.ndim != 1 or v.shape[0] != x.shape[0]:
         raise ValueError(
-            f"t must be a scalar or have shape (batch,) = ({x.shape[0]},); got {tuple(t.shape)}"
+            f"{name} must be a scalar or have shape (batch,) = ({x.shape[0]},); got {tuple(v.shape)}"
         )
+    return v
+
+
+def batch_time(t: float | Tensor, x: Tensor, T: float = 1.0) -> Tensor:
+    """:func:`batch_vector` for a time: also raises ``ValueError`` if ``t`` leaves ``[0, T]``."""
+    t = batch_vector(t, x)
     check_time(t, T)
     return t
 

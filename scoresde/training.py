@@ -1,7 +1,9 @@
 """The training loop: Adam with warm-up, gradient clipping, EMA, accumulation, optional bf16.
 
 One step draws ``accumulate`` mini-batches, back-propagates ``loss / accumulate`` for each,
-sets the learning rate ``lr_k = lr · min(1, (k + 1) / warmup)``, clips the global gradient norm,
+sets the learning rate ``lr_k = lr · min(1, (k + 1) / warmup) · decay_k`` (``decay_k = 1`` for the
+``"constant"`` schedule; ``(1 + cos(π min(k, K) / K)) / 2`` for ``"cosine"`` over ``K =
+lr_decay_steps``, down to ``lr_min_ratio`` of ``lr``), clips the global gradient norm,
 takes an Adam step and updates the exponential moving average ``θ_ema <- d_k θ_ema + (1 - d_k) θ``
 with the warmed-up decay ``d_k = min(d, (1 + k) / (10 + k))`` (so short runs do not keep the
 initial weights in the average).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import pickle
 import signal
@@ -39,6 +42,7 @@ LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
 CHECKPOINT_FORMAT = "scoresde-checkpoint-v1"
 CHECKPOINT_KEYS = ("format", "fingerprint", "step", "model", "ema", "optimizer", "loader", "rng")
 AUTOCAST = ("none", "bf16")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -74,6 +78,9 @@ class Trainer:
         run_dir: str | Path,
         lr: float = 2e-4,
         warmup: int = 0,
+        lr_schedule: str = "constant",
+        lr_decay_steps: int = 0,
+        lr_min_ratio: float = 0.0,
         grad_clip: float = 1.0,
         ema_decay: float = 0.999,
         accumulate: int = 1,
@@ -88,6 +95,12 @@ class Trainer:
     ):
         if autocast not in AUTOCAST:
             raise ValueError(f"autocast must be one of {AUTOCAST}; got {autocast!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}; got {lr_schedule!r}")
+        if lr_schedule == "cosine" and lr_decay_steps < 1:
+            raise ValueError(f"lr_decay_steps must be >= 1 with lr_schedule 'cosine'; got {lr_decay_steps}")
+        if not 0 <= lr_min_ratio <= 1:
+            raise ValueError(f"lr_min_ratio must lie in [0, 1]; got {lr_min_ratio}")
         for name, value in (("accumulate", accumulate), ("log_every", log_every),
                             ("ckpt_every", ckpt_every)):
             if value < 1:
@@ -100,6 +113,7 @@ class Trainer:
         self.loss_fn, self.loader = loss_fn, loader
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.lr, self.warmup, self.grad_clip = lr, warmup, grad_clip
+        self.lr_schedule, self.lr_decay_steps, self.lr_min_ratio = lr_schedule, lr_decay_steps, lr_min_ratio
         self.ema_decay, self.accumulate, self.autocast = ema_decay, accumulate, autocast
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.log_every, self.ckpt_every, self.hooks = log_every, ckpt_every, list(hooks)
@@ -121,8 +135,12 @@ class Trainer:
         return self.run_dir / "metrics.jsonl"
 
     def lr_at(self, step: int) -> float:
-        """``lr · min(1, (step + 1) / warmup)``."""
-        return self.lr * min(1.0, (step + 1) / self.warmup) if self.warmup > 0 else self.lr
+        """``lr · min(1, (step + 1) / warmup) · decay(step)`` (see the module docstring)."""
+        lr = self.lr * min(1.0, (step + 1) / self.warmup) if self.warmup > 0 else self.lr
+        if self.lr_schedule == "cosine":
+            frac = min(step, self.lr_decay_steps) / self.lr_decay_steps
+            lr *= self.lr_min_ratio + (1 - self.lr_min_ratio) * (1 + math.cos(math.pi * frac)) / 2
+        return lr
 
     def train_step(self) -> tuple[Tensor, Tensor]:
         """One optimiser step; returns the (detached) loss and the pre-clipping gradient norm."""

@@ -1,4 +1,7 @@
-"""Data: toy shapes and geometry, digits, MNIST IDX parsing and validation, the loader."""
+"""Data: toy shapes and geometry, digits, MNIST IDX parsing and validation, the loader.
+
+The other image sets (any IDX set, CIFAR-10) are tested in ``test_image_data.py``.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,6 @@ needs_mnist = pytest.mark.skipif(
     not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
     reason=f"MNIST files not found at {MNIST} (expected ../shared/data/mnist beside the checkout)",
 )
-
 
 
 @pytest.mark.parametrize("name", TOYS)
@@ -66,6 +68,22 @@ def test_digits():
     assert ds.num_levels == 17 and ds.train.shape[0] + ds.test.shape[0] == 1797
     assert float(ds.train.abs().max()) < 1
     assert torch.equal(from_model_range(ds.test, 17), ds.test_levels)
+    assert torch.equal(from_model_range(ds.train, 17), ds.train_levels)
+    assert ds.shape == (1, 8, 8) and ds.train_labels.dtype == ds.test_labels.dtype == torch.int64
+    # Labels follow their images through the split's permutation.
+    from sklearn.datasets import load_digits
+
+    perm = torch.randperm(1797, generator=torch.Generator().manual_seed(0))
+    target = torch.from_numpy(load_digits().target)[perm]
+    assert ds.train_labels.tolist() == target[:1617].tolist()
+    assert ds.test_labels.tolist() == target[1617:].tolist()
+
+
+def test_toy_dataset_fields():
+    ds = load_dataset("moons", n_train=10, n_test=5)
+    assert ds.shape == (2,) and ds.train.shape == (10, 2) and ds.test.shape == (5, 2)
+    assert ds.num_levels is ds.train_levels is ds.test_levels is None
+    assert ds.train_labels is ds.test_labels is None
 
 
 def test_model_range_round_trip():

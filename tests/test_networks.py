@@ -43,8 +43,8 @@ def test_bad_inputs():
         UNet(1, 28, channel_mult=(1, 2, 2, 2))
     with pytest.raises(ValueError, match="divisible by groups"):
         UNet(1, 8, channels=12, groups=8)
-    with pytest.raises(ValueError, match="t must lie"):
-        MLP(2)(torch.randn(4, 2), 1.5)
+    with pytest.raises(ValueError, match=r"t must be a scalar or have shape \(batch,\)"):
+        MLP(2)(torch.randn(4, 2), torch.zeros(3))
     with pytest.raises(ValueError, match="dim must be"):
         SinusoidalEmbedding(5)
 

@@ -55,5 +55,5 @@ def test_parameterisations_and_tweedie(sde_name, parameterization):
 
 
 def test_bad_parameterization():
-    with pytest.raises(ValueError, match=r"parameterization must be one of \('eps', 'score', 'x0'\)"):
+    with pytest.raises(ValueError, match=r"parameterization must be one of \('eps', 'score', 'x0', 'edm'\)"):
         ScoreModel(nn.Identity(), ss.VPSDE(), "v")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from scoresde.networks.embedding import TimeEmbedding
-from scoresde.shapes import batch_time
+from scoresde.shapes import batch_vector
 
 
 class ResidualMLPBlock(nn.Module):
@@ -49,7 +49,7 @@ class MLP(nn.Module):
         """``(batch, d), (batch,) -> (batch, d)``."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, {self.dim}); got {tuple(x.shape)}")
-        temb = self.time(batch_time(t, x))
+        temb = self.time(batch_vector(t, x))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb)

@@ -15,7 +15,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from scoresde.networks.embedding import TimeEmbedding
-from scoresde.shapes import batch_time
+from scoresde.shapes import batch_vector
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -133,7 +133,7 @@ class UNet(nn.Module):
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (batch, *{expected}); got {tuple(x.shape)}")
-        temb = self.time(batch_time(t, x))
+        temb = self.time(batch_vector(t, x))
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:

@@ -1,0 +1,119 @@
+"""``scoresde evaluate``: judge a trained image model's samples by the feature-classifier metrics.
+
+The run directory's EMA model draws ``--n`` samples with ``--sampler`` / ``--steps`` (or the run's
+``sample`` section), or ``--samples`` names a saved ``.npy`` / ``.pt`` of images; the feature
+classifier of the run's data set (trained once and cached, :func:`scoresde.metrics.load_or_train_classifier`)
+then reports the Fréchet and kernel distances, the confident share and the class histogram beside
+the data's own floor, as a table on the terminal and as ``<run>/evaluate/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from scoresde import distributed
+from scoresde.cli import _common, data_shape, load_data, load_trained, resolve
+from scoresde.data import Dataset, to_model_range
+
+SAMPLE_FILES = (".npy", ".pt")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--checkpoint", dest="checkpoint", metavar="RUN",
+                        help="run directory holding checkpoint.pt and config.yaml (same as --run-dir)")
+    parser.add_argument("--samples", type=Path, help="judge saved images (.npy uint8 or .pt) instead")
+    parser.add_argument("--sampler", help="sampler name (default: sample.sampler)")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
+    parser.add_argument("--n", type=int, default=1000, help="samples to draw and judge (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise and the subsets")
+    parser.add_argument("--cache-dir", type=Path, help="feature-classifier cache (default "
+                        "$SCORESDE_CACHE or ~/.cache/scoresde/classifiers)")
+    parser.add_argument("--out", type=Path, help="JSON output (default <run>/evaluate/<name>.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        if args.run_dir and Path(args.run_dir) != Path(args.checkpoint):
+            raise ValueError("give the run directory once: --checkpoint or --run-dir")
+        args.run_dir = args.checkpoint
+    for name in ("n", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1; got {value}")
+    cfg, run_dir = resolve(args)
+    data = load_data(cfg.data)
+    if data.train_labels is None:
+        raise ValueError(f"evaluate judges labelled images; data.name {cfg.data.name!r} is not an image set")
+    if args.samples is not None:
+        x = read_samples(args.samples, data.shape, data.num_levels)
+        source = {"samples": str(args.samples)}
+        name = args.samples.stem
+    else:
+        x, source = draw(args, cfg, run_dir, data)
+        name = f"{source['sampler']}_{source['steps'] or 'auto'}_n{args.n}"
+    if not distributed.is_main():
+        return 0
+    from scoresde.metrics import ImageJudge, load_or_train_classifier
+
+    classifier, info = load_or_train_classifier(
+        data.train, data.train_labels, test_images=data.test, test_labels=data.test_labels,
+        cache_dir=args.cache_dir, device=args.device, progress=not args.no_progress)
+    judge = ImageJudge(classifier, data.test, data.train)
+    quality = judge.judge(x, generator=torch.Generator().manual_seed(args.seed))
+    print(quality.table())
+    out = args.out or run_dir / "evaluate" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"run": str(run_dir), **source, "classifier": info, **quality.to_dict()}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"-> {out}")
+    return 0
+
+
+def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[Tensor, dict]:
+    """``args.n`` samples of the run's EMA model; refuses a model of another image shape."""
+    shape = data_shape(cfg.data)
+    if tuple(shape) != tuple(data.shape):
+        raise ValueError(f"{run_dir} models images of shape {shape}, the data set has {data.shape}")
+    s = cfg.sample
+    sampler = args.sampler or s.sampler
+    own_steps = sampler in ("ode", "fast") and args.steps is None
+    steps = None if own_steps else (args.steps if args.steps is not None else s.steps)
+    model = load_trained(run_dir, cfg, args.device, s.ema)
+    tic = time.perf_counter()
+    x, nfe = distributed.sharded_sample(
+        model, model.sde, (args.n, *shape), seed=args.seed, batch_size=s.batch_size,
+        device=args.device, sampler=sampler, steps=steps,
+        progress=not args.no_progress and distributed.is_main())
+    return x.clamp(-1, 1).cpu(), {"sampler": sampler, "steps": steps, "nfe": nfe,
+                                  "sample_seconds": time.perf_counter() - tic}
+
+
+def read_samples(path: Path, shape: tuple[int, ...], num_levels: int) -> Tensor:
+    """Images from ``.npy`` (integer levels ``{0..L-1}``, ``(n, h, w)`` or ``(n, c, h, w)``) or
+    ``.pt`` (the model's range ``[-1, 1]``, as ``scoresde sample`` writes), in the model's range."""
+    if path.suffix not in SAMPLE_FILES:
+        raise ValueError(f"--samples must be one of {SAMPLE_FILES}; got {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"--samples file {path} not found")
+    x = torch.from_numpy(np.load(path)) if path.suffix == ".npy" else torch.load(path, weights_only=True)
+    if x.ndim == len(shape) and shape[0] == 1:
+        x = x.unsqueeze(1)
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"--samples {path} holds images of shape {tuple(x.shape[1:])}; the data set's "
+                         f"are {tuple(shape)}")
+    if path.suffix == ".npy":
+        if x.dtype != torch.uint8 or int(x.max()) >= num_levels:
+            raise ValueError(f"--samples {path}: a .npy must hold uint8 levels below {num_levels}")
+        return to_model_range(x, num_levels)
+    return x.float().clamp(-1, 1)
