@@ -3,7 +3,18 @@
 from scoresde.analytic import GaussianMixture, toy_mixture
 from scoresde.elbo import ElboResult, elbo, elbo_bits_per_dim
 from scoresde.likelihood import BitsPerDim, LikelihoodResult, bits_per_dim, log_likelihood
-from scoresde.metrics import MixtureStats, mixture_stats, sliced_wasserstein
+from scoresde.metrics import (
+    FeatureClassifier,
+    ImageJudge,
+    ImageQuality,
+    MixtureStats,
+    frechet_distance,
+    kernel_distance,
+    load_or_train_classifier,
+    mixture_stats,
+    sliced_wasserstein,
+    train_classifier,
+)
 from scoresde.samplers import SampleInfo, sample
 from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
@@ -17,7 +28,10 @@ __all__ = [
     "VPSDE",
     "BitsPerDim",
     "ElboResult",
+    "FeatureClassifier",
     "GaussianMixture",
+    "ImageJudge",
+    "ImageQuality",
     "LikelihoodResult",
     "MixtureStats",
     "ReverseSDE",
@@ -28,9 +42,13 @@ __all__ = [
     "bits_per_dim",
     "elbo",
     "elbo_bits_per_dim",
+    "frechet_distance",
+    "kernel_distance",
+    "load_or_train_classifier",
     "log_likelihood",
     "mixture_stats",
     "sample",
     "sliced_wasserstein",
     "toy_mixture",
+    "train_classifier",
 ]

@@ -174,6 +174,17 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
     return cfg, run_dir or Path("runs") / cfg.name
 
 
+def positive(args: argparse.Namespace, name: str, default: int) -> int:
+    """``--<name>`` if given (it must be >= 1: 0 or a negative count is an error, not the config's
+    value), else ``default``."""
+    value = getattr(args, name)
+    if value is None:
+        return default
+    if value < 1:
+        raise ValueError(f"--{name} must be >= 1; got {value}")
+    return value
+
+
 def _write_json(path: Path, record: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -216,9 +227,9 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     cfg, run_dir = resolve(args)
     s = cfg.sample
-    sampler, n = args.sampler or s.sampler, args.n or s.n
+    sampler, n = args.sampler or s.sampler, positive(args, "n", s.n)
     own_steps = sampler in ("ode", "fast") and args.steps is None  # adaptive, or fast's tuned count
-    steps = None if own_steps else args.steps or s.steps
+    steps = None if own_steps else positive(args, "steps", s.steps)
     model = load_trained(run_dir, cfg, args.device, s.ema)
     x, nfe = distributed.sharded_sample(
         model, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
@@ -271,7 +282,7 @@ def _likelihood_args(parser: argparse.ArgumentParser) -> None:
 def run_likelihood(args: argparse.Namespace) -> int:
     cfg, run_dir = resolve(args)
     lk = cfg.likelihood
-    n, trace = args.n or lk.n, args.trace or lk.trace
+    n, trace = positive(args, "n", lk.n), args.trace or lk.trace
     model = load_trained(run_dir, cfg, args.device, lk.ema)
     data = load_data(cfg.data)
     ode_kw = {"trace": trace, "method": lk.method, "rtol": lk.rtol, "atol": lk.atol, "eps": lk.eps}

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from scoresde import distributed
-from scoresde.cli import _common, data_shape, load_data, load_trained, resolve
+from scoresde.cli import _common, data_shape, load_data, load_trained, positive, resolve
 from scoresde.data import Dataset, to_model_range
 
 SAMPLE_FILES = (".npy", ".pt")
@@ -45,10 +45,8 @@ def main(args: argparse.Namespace) -> int:
         if args.run_dir and Path(args.run_dir) != Path(args.checkpoint):
             raise ValueError("give the run directory once: --checkpoint or --run-dir")
         args.run_dir = args.checkpoint
-    for name in ("n", "steps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1; got {value}")
+    positive(args, "n", 1000)
+    positive(args, "steps", 1)
     cfg, run_dir = resolve(args)
     data = load_data(cfg.data)
     if data.train_labels is None:
@@ -88,7 +86,7 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
     s = cfg.sample
     sampler = args.sampler or s.sampler
     own_steps = sampler in ("ode", "fast") and args.steps is None
-    steps = None if own_steps else (args.steps if args.steps is not None else s.steps)
+    steps = None if own_steps else positive(args, "steps", s.steps)
     model = load_trained(run_dir, cfg, args.device, s.ema)
     tic = time.perf_counter()
     x, nfe = distributed.sharded_sample(

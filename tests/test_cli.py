@@ -121,3 +121,13 @@ def test_sample_refusal_names_the_differing_config_entries(tmp_path, capsys):
     assert _run("train", "--run-dir", run, sets=[*TINY_TOY, "train.steps=1"]) == 0
     assert _run("sample", "--run-dir", run, "--n", "4", sets=["model.width=32"]) == 2
     assert "model.width: 16 (checkpoint) != 32 (now)" in capsys.readouterr().err
+
+
+def test_zero_or_negative_counts_are_errors_not_the_config_value(tmp_path, capsys):
+    """``--n 0`` used to fall back to ``sample.n`` (``args.n or cfg.n``) and ``--n -3`` to slice
+    off three points; each is now refused, naming the option, before any model is loaded."""
+    run = str(tmp_path / "none")
+    for argv in (("sample", "--n", "0"), ("sample", "--steps", "0"), ("likelihood", "--n", "-3")):
+        assert _run(*argv, "--run-dir", run) == 2
+        option = argv[1]
+        assert f"{option} must be >= 1" in capsys.readouterr().err

@@ -1,0 +1,21 @@
+"""Sample-quality metrics: mixture statistics against the oracle; image quality on the features of
+the data set's own classifier (Fréchet and kernel distances, confident share, class histogram)."""
+
+from scoresde.metrics.cache import load_or_train_classifier
+from scoresde.metrics.classifier import FeatureClassifier, train_classifier
+from scoresde.metrics.images import ImageJudge, ImageQuality, frechet_distance, kernel_distance
+from scoresde.metrics.mixture import MixtureStats, mixture_stats, sliced_wasserstein
+from scoresde.metrics.mixture import _quantiles as _quantiles  # benchmarks/samplers.py
+
+__all__ = [
+    "FeatureClassifier",
+    "ImageJudge",
+    "ImageQuality",
+    "MixtureStats",
+    "frechet_distance",
+    "kernel_distance",
+    "load_or_train_classifier",
+    "mixture_stats",
+    "sliced_wasserstein",
+    "train_classifier",
+]
