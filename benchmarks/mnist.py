@@ -39,7 +39,7 @@ from scoresde.training import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT / "examples"))
-from common import add_run_options, metadata, write_json  # noqa: E402
+from common import add_run_options, metadata, pyplot, save_figure, write_json  # noqa: E402
 from train_mnist import TINY  # noqa: E402  (the example's tiny U-Net: both --quick runs share it)
 
 CONFIGS = "mnist_vp,mnist_subvp,mnist_ve"
@@ -210,7 +210,7 @@ def plot_samples(name: str, images: dict, record: dict, path: Path) -> None:
     last = record["evals"][-1]
     fig.suptitle(f"{name}, {record['steps']} steps ({record['train_seconds'] / 60:.1f} min): "
                  f"{last['bpd']:.2f} ± {last['se']:.2f} bits/dim", fontsize=9)
-    save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_bpd(configs: dict, n_test: int, path: Path) -> None:
@@ -225,24 +225,7 @@ def plot_bpd(configs: dict, n_test: int, path: Path) -> None:
            title="MNIST: PF-ODE bits/dim vs CPU training time")
     ax.legend()
     ax.grid(alpha=0.3)
-    save(fig, path)
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:

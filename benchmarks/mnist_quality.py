@@ -38,7 +38,7 @@ from scoresde.data import Dataset, from_model_range
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from common import metadata, write_json  # noqa: E402
+from common import metadata, pyplot, save_figure, write_json  # noqa: E402
 
 CONFIGS = {"vp": "mnist_quick", "subvp": "mnist_quick_subvp", "ve": "mnist_quick_ve"}
 QUICK = ["model.channels=8", "model.channel_mult=[1,2]", "model.groups=4", "train.steps=4",
@@ -48,7 +48,8 @@ QUICK = ["model.channels=8", "model.channel_mult=[1,2]", "model.groups=4", "trai
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sdes", default="vp,subvp,ve", help="comma-separated subset of vp, subvp, ve")
-    p.add_argument("--phase", choices=("train", "eval", "all"), default="all")
+    p.add_argument("--phase", choices=("train", "eval", "all", "merge"), default="all",
+                   help="merge: combine results/mnist_quality_<sde>.json of separate runs")
     p.add_argument("--evals", default="0.25,0.5,0.75,1", help="fractions of train.steps to judge")
     p.add_argument("--n", type=int, help="samples judged per kept model (default 1000; quick 200)")
     p.add_argument("--sampler", default="dpm++2m")
@@ -129,8 +130,7 @@ def judge_kept(sde: str, judge, data: Dataset, args: argparse.Namespace) -> dict
     suffix = "_quick" if args.quick else ""
     images = from_model_range(x.clamp(-1, 1), 256)[:, 0].numpy()
     np.save(args.results / f"mnist_quality_{sde}{suffix}.npy", images)
-    grid(images, args.results / f"mnist_quality_{sde}{suffix}.png",
-         f"{cfg.name}: {rows[-1]['minutes']:.0f} min of training, {args.sampler} NFE {rows[-1]['nfe']}")
+    grid(images, args.results / f"mnist_quality_{sde}{suffix}.png", grid_title(cfg.name, rows[-1]))
     return {"config": cfg.to_dict(), "rows": rows}
 
 
@@ -146,6 +146,11 @@ def draw(model: ss.ScoreModel, n: int, shape: tuple[int, ...], args: argparse.Na
     return torch.cat(parts), info.nfe
 
 
+def grid_title(name: str, row: dict) -> str:
+    return (f"{name}: {row['step']} steps, {row['sampler']} NFE {row['nfe']}; {row['confident']:.0%} "
+            f"confident, FD {row['fd']:.1f}")
+
+
 def grid(images: np.ndarray, path: Path, title: str, side: int = 10) -> None:
     """The first ``side²`` samples as a grid, in the data's orientation and grey levels."""
     plt = pyplot()
@@ -154,44 +159,61 @@ def grid(images: np.ndarray, path: Path, title: str, side: int = 10) -> None:
     ax.imshow(np.concatenate(np.concatenate(tiles, axis=1), axis=1), cmap="gray", vmin=0, vmax=255)
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-    save(fig, path)
+    save_figure(fig, path)
 
 
-def plot_curves(results: dict, path: Path) -> None:
-    """FD (with the data floor) and the confident share against training minutes, per SDE."""
+def plot_curves(results: dict, path: Path, rate: float | None = None) -> None:
+    """FD (with the data floor), the confident share and test bits/dim against training steps,
+    per SDE; ``rate`` (steps/s of the quick config on idle cores) labels the axis in minutes."""
     plt = pyplot()
-    fig, (ax_fd, ax_conf) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    ax_fd, ax_conf, ax_bpd = axes
     for sde, res in results.items():
         rows = res["rows"]
-        minutes = [r["minutes"] for r in rows]
-        line = ax_fd.plot(minutes, [r["fd"] for r in rows], marker="o", label=sde)[0]
+        steps = [r["step"] for r in rows]
+        line = ax_fd.plot(steps, [r["fd"] for r in rows], marker="o", label=sde)[0]
         ax_fd.axhline(rows[-1]["fd_floor"], color=line.get_color(), ls=":", lw=1)
-        ax_conf.plot(minutes, [r["confident"] for r in rows], marker="o", label=sde)
-    ax_fd.set(yscale="log", xlabel="training minutes (2 cores)", ylabel="FD (dotted: data floor)",
+        ax_conf.plot(steps, [r["confident"] for r in rows], marker="o", label=sde)
+        ax_bpd.errorbar(steps, [r["bpd"] for r in rows], yerr=[r["bpd_se"] for r in rows], marker="o",
+                        capsize=3, label=sde)
+    xlabel = "training steps" + (f" (1,000 ≈ {1000 / rate / 60:.1f} min on 2 idle cores)" if rate else "")
+    ax_fd.set(yscale="log", xlabel=xlabel, ylabel="FD (dotted: data floor)",
               title="Fréchet distance on classifier features")
-    ax_conf.set(xlabel="training minutes (2 cores)", ylabel="share with p > 0.9", ylim=(0, 1),
+    ax_conf.set(xlabel=xlabel, ylabel="share with p > 0.9", ylim=(0, 1),
                 title="confidently classified samples")
+    ax_bpd.set(xlabel=xlabel, ylabel="test bits/dim (PF-ODE)", title="test bits/dim")
     ax_conf.axhline(0.8, color="grey", ls="--", lw=1)
-    for ax in (ax_fd, ax_conf):
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
-    save(fig, path)
+    save_figure(fig, path)
 
 
-def pyplot():
-    import matplotlib
+def clean_rate(results: Path) -> float | None:
+    """Steps/s of the quick config (bf16 autocast, batch 128) in ``mnist_speed.json``, if recorded."""
+    path = results / "mnist_speed.json"
+    if not path.exists():
+        return None
+    rows = json.loads(path.read_text())["rows"]
+    return next((r["steps_per_s"] for r in rows if r["name"] == "bf16 autocast"), None)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
-
-
-def save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    print(f"wrote {path}")
+def merge(sdes: list[str], results: Path) -> dict:
+    """One ``mnist_quality.json`` and figure from the per-SDE files of separate runs."""
+    parts = {sde: json.loads((results / f"mnist_quality_{sde}.json").read_text()) for sde in sdes}
+    rate = clean_rate(results)
+    merged = {**next(iter(parts.values())), "sdes": {s: p["sdes"][s] for s, p in parts.items()},
+              "dates": {s: p["date"] for s, p in parts.items()}, "clean_steps_per_s": rate,
+              "clean_rate_source": "results/mnist_speed.json, row 'bf16 autocast'" if rate else None}
+    for res in merged["sdes"].values():
+        for row in res["rows"]:
+            row["minutes_idle"] = row["step"] / rate / 60 if rate else None
+    plot_curves(merged["sdes"], results / "mnist_quality.png", rate)
+    for sde, res in merged["sdes"].items():
+        grid(np.load(results / f"mnist_quality_{sde}.npy"), results / f"mnist_quality_{sde}.png",
+             grid_title(res["config"]["name"], res["rows"][-1]))
+    write_json("mnist_quality", merged, False, results)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -200,8 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
     sdes = args.sdes.split(",")
     if any(s not in CONFIGS for s in sdes):
         raise SystemExit(f"--sdes must name some of {tuple(CONFIGS)}; got {args.sdes!r}")
-    data = load_data(config(sdes[0], args).data)
     args.results.mkdir(parents=True, exist_ok=True)
+    if args.phase == "merge":
+        return merge(sdes, args.results)
+    data = load_data(config(sdes[0], args).data)
     if args.phase in ("train", "all"):
         for sde in sdes:
             train(sde, data, args)

@@ -7,7 +7,8 @@ batch sizes compare. Variants run one after another in one process, so their rat
 comparable; absolute figures depend on the machine and its load (recorded beside them).
 
 Switches measured: ``channels_last`` memory format, bf16 autocast (``train.autocast``),
-``torch.compile`` of the network (its compile time reported apart), and the intra-op thread count.
+``torch.compile`` of the network (``--compile``; its compile time reported apart), and the intra-op
+thread count.
 
     python benchmarks/mnist_speed.py            # -> results/mnist_speed.json
     python benchmarks/mnist_speed.py --quick    # tiny images, seconds (the test suite)
@@ -63,8 +64,8 @@ VARIANTS = [
     replace(BASE, name="mult 1-2", channel_mult=(1, 2)),
     replace(BASE, name="bf16 autocast, batch 64", autocast="bf16", batch=64),
     replace(BASE, name="bf16 autocast, 48 channels", autocast="bf16", channels=48),
-    replace(BASE, name="torch.compile", compile=True),
 ]
+COMPILE = replace(BASE, name="torch.compile", compile=True)
 
 
 def measure(v: Variant, size: int, steps: int, warmup: int) -> dict:
@@ -106,9 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_run_options(parser)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile (its compilation takes minutes on 2 cores)")
     args = parser.parse_args(argv)
     size, steps, warmup = (8, 2, 1) if args.quick else (28, args.steps, 3)
-    variants = VARIANTS[:3] if args.quick else VARIANTS
+    variants = VARIANTS[:3] if args.quick else VARIANTS + [COMPILE] * args.compile
     threads = torch.get_num_threads()
     rows = []
     for v in variants:

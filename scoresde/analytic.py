@@ -49,6 +49,7 @@ class GaussianMixture:
         weights = torch.as_tensor(weights, dtype=torch.float64)
         if weights.shape != (K,):
             raise ValueError(f"weights must have shape (K,) = ({K},); got {tuple(weights.shape)}")
+        require_finite(weights, "weights")
         if bool((weights < 0).any()) or abs(float(weights.sum()) - 1.0) > 1e-6:
             raise ValueError(f"weights must be non-negative and sum to 1; got {weights.tolist()}")
         self.event_shape = tuple(event_shape) if event_shape is not None else (d,)

@@ -14,6 +14,7 @@ Subcommands live in :data:`COMMANDS`; another module adds one with :func:`regist
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -313,38 +314,25 @@ register("likelihood", Command("held-out NLL (nats) or bits/dim through the prob
                                _likelihood_args, run_likelihood))
 
 
-def _compare_args(parser: argparse.ArgumentParser) -> None:
-    from scoresde.compare import add_arguments
+def lazy_command(help: str, module: str) -> Command:
+    """A subcommand whose ``add_arguments(parser)`` and ``main(args)`` live in ``module``, imported
+    only when it is used (``compare`` and ``evaluate`` import this module back)."""
 
-    add_arguments(parser)
+    def configure(parser: argparse.ArgumentParser) -> None:
+        importlib.import_module(module).add_arguments(parser)
 
+    def run(args: argparse.Namespace) -> int | None:
+        return importlib.import_module(module).main(args)
 
-def run_compare(args: argparse.Namespace) -> int:
-    from scoresde.compare import main as compare_main
-
-    return compare_main(args)
-
-
-register("compare", Command("the main job: train small models, compare every sampler on every "
-                            "SDE (NFE, time, sliced W2) and the PF-ODE NLL; table and figures",
-                            _compare_args, run_compare))
+    return Command(help, configure, run)
 
 
-def _evaluate_args(parser: argparse.ArgumentParser) -> None:
-    from scoresde.evaluate import add_arguments
-
-    add_arguments(parser)
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from scoresde.evaluate import main as evaluate_main
-
-    return evaluate_main(args)
-
-
-register("evaluate", Command("judge a trained image model's samples: Fréchet / kernel distance on "
-                             "classifier features, confident share, class histogram, data floor",
-                             _evaluate_args, run_evaluate))
+register("compare", lazy_command("the main job: train small models, compare every sampler on every "
+                                 "SDE (NFE, time, sliced W2) and the PF-ODE NLL; table and figures",
+                                 "scoresde.compare"))
+register("evaluate", lazy_command("judge a trained image model's samples: Fréchet / kernel distance "
+                                  "on classifier features, confident share, class histogram, data floor",
+                                  "scoresde.evaluate"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -152,6 +152,7 @@ class _LinearBeta:
     """The linear noise schedule ``β(t) = β_min + t (β_max - β_min)`` shared by VP and sub-VP."""
 
     def __init__(self, beta_min: float, beta_max: float):
+        finite_parameters(beta_min=beta_min, beta_max=beta_max)
         if beta_min < 0:
             raise ValueError(f"beta_min must be >= 0; got {beta_min}")
         if beta_min >= beta_max:
@@ -274,6 +275,7 @@ class VESDE(SDE):
     """
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        finite_parameters(sigma_min=sigma_min, sigma_max=sigma_max)
         if sigma_min <= 0:
             raise ValueError(f"sigma_min must be > 0; got {sigma_min}")
         if sigma_min >= sigma_max:
@@ -326,6 +328,14 @@ class VESDE(SDE):
         return torch.exp(
             torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), n_levels, dtype=dtype)
         )
+
+
+def finite_parameters(**values: float) -> None:
+    """Raise ``ValueError`` naming the first parameter that is NaN or infinite (comparisons with
+    NaN are all false, so range checks alone let it through)."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite; got {value}")
 
 
 def solve_time(fn: Callable[[Tensor], Tensor], levels: Tensor, lo: float, hi: float,

@@ -22,8 +22,12 @@ def batch_vector(v: float | Tensor, x: Tensor, name: str = "t") -> Tensor:
     """Return ``v`` as a tensor of shape ``(batch,)`` on the device and dtype of ``x``.
 
     A Python float or a 0-d tensor is broadcast to the batch of ``x``. Raises ``ValueError``
-    naming ``name`` if the batch of ``v`` does not match ``x``.
+    naming ``name`` if the batch of ``v`` does not match ``x``, and if ``x`` is not floating point
+    (its dtype would silently round ``v``: an integer ``x`` turned ``t = 0.5`` into 0).
     """
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor; got {x.dtype} (convert integer data, "
+                         f"e.g. with scoresde.data.to_model_range)")
     v = torch.as_tensor(v, dtype=x.dtype, device=x.device)
     if v.ndim == 0:
         v = v.expand(x.shape[0])

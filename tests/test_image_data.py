@@ -318,3 +318,22 @@ def test_image_shape_names():
         image_shape("idx")
     with pytest.raises(ValueError, match=r"data\.root"):
         load_dataset("cifar10")
+
+
+def test_quick_config_trains_on_another_idx_set_by_changing_data_root_only(tmp_path):
+    """A Fashion-MNIST-like IDX set of 32x32 images (another size than MNIST): the quick config
+    with only ``data.root`` (and a tiny step budget) changed trains on it, and the checkpoint
+    records the set's image shape."""
+    from scoresde import cli
+    from scoresde.training import read_checkpoint
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("test", 16)):
+        _write_idx_split(tmp_path / "set", split, rng.integers(0, 256, (n, 32, 32)), rng.integers(0, 10, n))
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "mnist_quick.yaml")
+    argv = ["train", "--config", config, "--run-dir", str(tmp_path / "run"), "--device", "cpu",
+            "--no-progress"]
+    for item in (f"data.root={tmp_path / 'set'}", "train.steps=1", "train.batch_size=8"):
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["fingerprint"]["data_shape"] == [1, 32, 32]

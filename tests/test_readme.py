@@ -28,3 +28,22 @@ def test_readme_commands_install_what_they_use_and_ci_runs_the_test_command():
     assert test.index('pip install -e ".[dev') < test.index("python -m pytest")
     ci = (README.parent / ".ci" / "run").read_text().splitlines()
     assert test in [line.strip() for line in ci]
+
+
+def test_image_model_figures_match_the_recorded_run():
+    """Every figure of the README's image-model table is the recorded benchmark's
+    (``benchmarks/results/mnist_quality.json``), formatted as the table formats it."""
+    import json
+
+    record = json.loads((README.parent / "benchmarks" / "results" / "mnist_quality.json").read_text())
+    text = README.read_text()
+    section = text[text.index("## Train your first image model"):]
+    names = {"vp": "VP", "subvp": "sub-VP", "ve": "VE"}
+    for sde, res in record["sdes"].items():
+        r = res["rows"][-1]
+        row = next(line for line in section.splitlines() if line.startswith(f"| {names[sde]} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"{r['step']:,}"
+        assert cells[3] == f"{r['fd']:.1f} ({r['fd_floor']:.2f})"
+        assert cells[5] == f"{r['confident']:.1%}"
+        assert cells[7] == f"{r['bpd']:.2f} ± {r['bpd_se']:.2f}"

@@ -212,3 +212,22 @@ def test_time_of_ratio_and_solve_time_reject_bad_input():
             ss.VPSDE().time_of_ratio(torch.tensor([1.0, bad]))
     with pytest.raises(ValueError, match="lo < hi"):
         solve_time(torch.exp, torch.ones(2, dtype=torch.float64), 1.0, 0.5)
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda v: ss.VESDE(v), "sigma_min"), (lambda v: ss.VESDE(0.01, v), "sigma_max"),
+    (lambda v: ss.VPSDE(v), "beta_min"), (lambda v: ss.SubVPSDE(0.1, v), "beta_max")])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_sde_parameters_are_refused_by_name(make, name, value):
+    with pytest.raises(ValueError, match=f"{name} must be finite"):
+        make(value)
+
+
+def test_non_finite_mixture_weights_are_refused():
+    with pytest.raises(ValueError, match="weights contains NaN or inf"):
+        ss.GaussianMixture([[0.0], [1.0]], [1.0, 1.0], [float("nan"), 1.0])
+
+
+def test_integer_data_is_refused_instead_of_rounding_t():
+    with pytest.raises(ValueError, match=r"x must be a floating-point tensor; got torch\.int64"):
+        ss.VPSDE().marginal(torch.ones(3, 2, dtype=torch.int64), 0.5)
