@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from scoresde.plotting import pyplot
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -78,16 +80,6 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> None:

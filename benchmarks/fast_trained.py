@@ -2,7 +2,7 @@
 
 The U-Net of ``configs/digits_vp.yaml`` (VP SDE, ε-parameterisation, scikit-learn's 8x8 digits
 in ``[-1, 1]``) is trained by the library's :class:`~scoresde.training.Trainer`
-(``scoresde.cli.build_trainer``) for ``--train-steps`` steps on one torch thread, or restored
+(``scoresde.build.build_trainer``) for ``--train-steps`` steps on one torch thread, or restored
 from ``--checkpoint``; the EMA weights are sampled.
 
 Metric. With a learned score there is no exact answer to compare samples with, and distribution
@@ -21,7 +21,7 @@ number is the sliced 2-Wasserstein distance between a solver's samples and the r
 (``ss.sliced_wasserstein``, fixed projections); the paired coupling bounds it by the RMS, so it
 tells how much of the pointwise error also moves the sample distribution.
 
-Budgets ``--budgets`` are NFE; ``scoresde.compare.steps_for`` turns them into steps (Heun spends
+Budgets ``--budgets`` are NFE; ``scoresde.samplers.steps_for`` turns them into steps (Heun spends
 two per step). Each solver uses its default grid (DDIM uniform, Heun Karras, the multistep
 solvers log-SNR) and ``--eps`` (1e-3). ``"fast"`` is run at that ``eps`` and again at its own
 default ``eps`` (``fast_choice``), then against a reference that stops at the same ``eps``;
@@ -45,9 +45,9 @@ import torch
 from torch import Tensor
 
 import scoresde as ss
-from scoresde.cli import build_trainer, load_data
-from scoresde.compare import steps_for
-from scoresde.config import load_config
+from scoresde.build import build_trainer, load_config, load_data
+from scoresde.plotting import pyplot
+from scoresde.samplers import steps_for
 from scoresde.samplers.fast import fast_choice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,10 +184,7 @@ def _cell(r: dict) -> str:
 
 def figure(rows: list[dict], payload: dict, path: Path) -> None:
     """RMS error against NFE spent, log-log, one curve per solver."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for s in dict.fromkeys(r["solver"] for r in rows):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from scoresde.cli import DEFAULT_MNIST
+from scoresde.build import DEFAULT_MNIST
 from scoresde.data import load_mnist
 from scoresde.metrics import ImageJudge, load_or_train_classifier
 from scoresde.metrics.degrade import add_noise, gaussian_blur

@@ -1,7 +1,7 @@
 """MNIST for a fixed CPU budget: test bits/dim against training time, and sample grids per sampler.
 
 Each config (``configs/mnist_vp.yaml``, ``mnist_subvp.yaml``, ``mnist_ve.yaml``) is trained by the
-library's :class:`~scoresde.training.Trainer` (``scoresde.cli.build_trainer``) for
+library's :class:`~scoresde.training.Trainer` (``scoresde.build.build_trainer``) for
 ``--budget-minutes`` of training wall time on one torch thread; the only training override is a
 ``WARMUP``-step learning-rate warm-up, because the budget reaches only 100-250 steps and the
 configs' 500-step warm-up would never finish. At the fractions ``--eval-every`` of the budget
@@ -10,7 +10,7 @@ is measured with ``ss.bits_per_dim``: uniform dequantisation, the probability-fl
 (``dopri5``, ``rtol = atol = --tol``, one Rademacher Hutchinson probe) on a fixed seeded subset of
 ``--n-test`` of the 10,000 test images, mean ± SE (std / sqrt(n)). The final model then draws one
 row of images with each of ``--samplers`` at about ``--nfe`` score evaluations
-(``scoresde.compare.steps_for``), every row from the same prior noise.
+(``scoresde.samplers.steps_for``), every row from the same prior noise.
 
     python benchmarks/mnist.py                       # full (about 45 min) -> results/mnist.json, PNGs
     python benchmarks/mnist.py --quick --results /tmp/bench    # tiny U-Net, seconds
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde.cli import DEFAULT_MNIST, build_trainer, load_data
-from scoresde.compare import steps_for
-from scoresde.config import Config, load_config
+from scoresde.build import DEFAULT_MNIST, build_trainer, load_config, load_data
+from scoresde.config import Config
 from scoresde.data import Dataset
+from scoresde.samplers import steps_for
 from scoresde.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,8 +32,7 @@ import numpy as np
 import torch
 
 import scoresde as ss
-from scoresde.cli import DEFAULT_MNIST, build_model, build_trainer, load_data
-from scoresde.config import load_config
+from scoresde.build import DEFAULT_MNIST, build_model, build_trainer, load_config, load_data
 from scoresde.data import Dataset, from_model_range
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,6 +27,7 @@ import torch
 import scoresde as ss
 from scoresde.metrics import _quantiles
 from scoresde.networks import MLP
+from scoresde.plotting import pyplot
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, median_time, metadata, write_json
@@ -253,10 +254,7 @@ def speed(quick: bool, peers: bool) -> list[dict]:
 
 def plot(rows: list[dict], path: Path) -> None:
     """SW2 against NFE, one panel per (problem, SDE), floor mean ± sd shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = sorted({(r["problem"], r["sde"]) for r in rows})
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from scoresde.plotting import pyplot
+
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -38,16 +40,6 @@ def save_json(out: Path, name: str, record: dict) -> Path:
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     return path
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_figure(fig, out: Path, name: str) -> Path:

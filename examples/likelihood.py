@@ -19,8 +19,7 @@ import torch
 from _common import parse, parser, pyplot, save_figure, save_json
 
 import scoresde as ss
-from scoresde.cli import build_trainer, load_data
-from scoresde.config import load_config
+from scoresde.build import build_trainer, load_config, load_data
 
 SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 EPS = 1e-5

@@ -12,19 +12,19 @@ plumbing. Writes ``train_mnist.png`` and ``train_mnist.json``.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from _common import parse, parser, pyplot, save_figure, save_json
-from einops import rearrange
 
 import scoresde as ss
-from scoresde.cli import DEFAULT_MNIST, build_trainer, load_data
-from scoresde.compare import steps_for
-from scoresde.config import load_config
+from scoresde.build import DEFAULT_MNIST, build_trainer, load_config, load_data
 from scoresde.data import Dataset
+from scoresde.plotting import show_images
+from scoresde.samplers import steps_for
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_vp.yaml"
 TINY = ["model.channels=8", "model.channel_mult=[1, 2]", "model.attn_resolutions=[]",
@@ -87,11 +87,8 @@ def figure(grids: dict, record: dict, out) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.5), squeeze=False)
     for ax, (name, x) in zip(axes[0], grids.items(), strict=True):
-        side = int(len(x) ** 0.5)
-        grid = rearrange(x[: side * side, 0], "(r c) h w -> (r h) (c w)", r=side)
-        ax.imshow(((grid + 1) / 2).clamp(0, 1), cmap="gray")
+        show_images(ax, x, math.isqrt(len(x)))
         ax.set_title(f"{name}, NFE {record['samplers'][name]['nfe']}", fontsize=9)
-        ax.axis("off")
     b = record["bits_per_dim"]
     fig.suptitle(f"MNIST after {record['train_steps']} steps: {b['mean']:.2f} ± {b['se']:.2f} bits/dim")
     save_figure(fig, out, "train_mnist")

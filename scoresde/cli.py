@@ -1,4 +1,5 @@
-"""Command line: ``scoresde train | sample | likelihood | compare`` (also ``python -m scoresde``).
+"""Command line: ``scoresde train | sample | likelihood | compare | evaluate`` (also
+``python -m scoresde``).
 
 Run directory layout (``--run-dir``, default ``runs/<config name>``)::
 
@@ -8,6 +9,7 @@ Run directory layout (``--run-dir``, default ``runs/<config name>``)::
     samples/           <sampler>_<steps>.png (scatter plot or image grid), .pt, .json
     likelihood.json    NLL in nats (vectors) or bits/dim (images), with its standard error
 
+This module parses arguments and prints; what a run is made of comes from :mod:`scoresde.build`.
 Subcommands live in :data:`COMMANDS`; another module adds one with :func:`register`.
 """
 
@@ -15,27 +17,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from scoresde import distributed
-from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig, load_config, save_config
-from scoresde.data import Dataset, image_shape, load_dataset
-from scoresde.losses import make_loss
-from scoresde.networks import MLP, UNet
-from scoresde.score import ScoreModel
-from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
-from scoresde.training import Hook, Trainer, TrainingStopped, fingerprint_diff, read_checkpoint
-
-DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+from scoresde.arguments import add_common, positive, resolve, sampler_steps
+from scoresde.atomic import write_json
+from scoresde.build import build_trainer, data_shape, load_data, load_trained
+from scoresde.config import save_config
+from scoresde.plotting import plot_samples
+from scoresde.training import TrainingStopped
 
 
 @dataclass
@@ -55,145 +51,8 @@ def register(name: str, command: Command) -> None:
     COMMANDS[name] = command
 
 
-def build_sde(cfg: SDEConfig) -> SDE:
-    """The SDE named by ``sde.name`` (``vp``, ``subvp``, ``ve``) with its parameters."""
-    if cfg.name == "ve":
-        return VESDE(cfg.sigma_min, cfg.sigma_max)
-    if cfg.name in ("vp", "subvp"):
-        return (VPSDE if cfg.name == "vp" else SubVPSDE)(cfg.beta_min, cfg.beta_max)
-    raise ValueError(f"sde.name must be one of ('vp', 'subvp', 've'); got {cfg.name!r}")
-
-
-def data_root(cfg: DataConfig) -> Path | None:
-    """``data.root``, else the MNIST files beside the checkout for ``mnist``, else ``None``."""
-    return Path(cfg.root) if cfg.root else (DEFAULT_MNIST if cfg.name == "mnist" else None)
-
-
-def data_shape(cfg: DataConfig) -> tuple[int, ...]:
-    """Shape of one sample: ``(2,)`` for the toys, ``(c, h, w)`` for images (read from the files)."""
-    return image_shape(cfg.name, data_root(cfg))
-
-
-def build_net(cfg: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
-    """An :class:`MLP` for vectors or a :class:`UNet` for ``(c, s, s)`` images."""
-    if cfg.name == "mlp":
-        if len(shape) != 1:
-            raise ValueError(f"model.name 'mlp' needs vector data; data shape is {shape}")
-        return MLP(shape[0], cfg.width, cfg.depth, cfg.embed_dim)
-    if len(shape) != 3:
-        raise ValueError(f"model.name 'unet' needs image data (c, h, w); data shape is {shape}")
-    return UNet(shape[0], shape[1], cfg.channels, cfg.channel_mult, cfg.num_res_blocks,
-                cfg.attn_resolutions, cfg.groups)
-
-
-def build_model(cfg: Config) -> ScoreModel:
-    """``ScoreModel(net, sde, parameterization)`` from a config (seeded by ``train.seed``)."""
-    torch.manual_seed(cfg.train.seed)
-    net = build_net(cfg.model, data_shape(cfg.data))
-    return ScoreModel(net, build_sde(cfg.sde), cfg.model.parameterization, cfg.model.sigma_data)
-
-
-def load_data(cfg: DataConfig) -> Dataset:
-    return load_dataset(cfg.name, root=data_root(cfg), n_train=cfg.n_train, n_test=cfg.n_test,
-                        seed=cfg.seed)
-
-
-def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
-                  progress: bool = True) -> Trainer:
-    """A :class:`Trainer` for ``cfg`` writing to ``run_dir``, with a held-out-loss hook."""
-    model = build_model(cfg)
-    sde = model.sde
-    loss = make_loss(cfg.loss.kind, sde, weighting_name=cfg.loss.weighting,
-                     importance=cfg.loss.importance, eps=cfg.loss.eps, n_steps=cfg.loss.n_steps,
-                     time_dist=cfg.loss.time_dist, p_mean=cfg.loss.p_mean, p_std=cfg.loss.p_std,
-                     sigma_data=cfg.model.sigma_data)
-    t = cfg.train
-    hooks = [Hook(t.eval_every, _test_loss_hook(loss, data))] if t.eval_every > 0 else []
-    loader = distributed.make_loader(data.train, t.batch_size, seed=t.seed)
-    return distributed.trainer_class()(
-        model, loss, loader, run_dir=run_dir, lr=t.lr, warmup=t.warmup, lr_schedule=t.lr_schedule,
-        lr_decay_steps=t.lr_decay_steps, lr_min_ratio=t.lr_min_ratio, grad_clip=t.grad_clip,
-        ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast, device=device,
-        seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, hooks=hooks,
-        fingerprint=run_fingerprint(cfg, data.shape), progress=progress)
-
-
-def run_fingerprint(cfg: Config, shape: tuple[int, ...]) -> dict:
-    """The config's fingerprint and the shape of one sample (``data.root`` may name another set)."""
-    return {**cfg.fingerprint(), "data_shape": list(shape)}
-
-
-def _test_loss_hook(loss, data: Dataset) -> Callable[[Trainer], dict]:
-    """The EMA model's loss on (up to 2,000) held-out points with fixed noise."""
-
-    def hook(trainer: Trainer) -> dict:
-        x0 = data.test[:2000].to(trainer.device)
-        gen = torch.Generator(trainer.device).manual_seed(0)
-        with torch.no_grad():
-            return {"test_loss": float(loss(trainer.ema, x0, gen))}
-
-    return hook
-
-
-def load_trained(run_dir: Path, cfg: Config, device: str, ema: bool = True) -> ScoreModel:
-    """The trained score model of ``run_dir`` (EMA weights by default), in eval mode."""
-    state = read_checkpoint(run_dir / "checkpoint.pt")
-    trained, shape = state["fingerprint"].get("data_shape"), list(data_shape(cfg.data))
-    if trained is not None and trained != shape:
-        raise ValueError(f"{run_dir / 'checkpoint.pt'} was trained on images of shape {tuple(trained)}; "
-                         f"data.name / data.root now give {tuple(shape)}")
-    differing = fingerprint_diff(state["fingerprint"], cfg.fingerprint())
-    if differing:
-        raise ValueError(f"{run_dir / 'checkpoint.pt'} was not trained with this configuration; differing "
-                         f"entries: {differing}")
-    model = build_model(cfg)
-    model.load_state_dict(state["ema" if ema else "model"])
-    return model.to(device).eval().requires_grad_(False)
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config (default: the run's config.yaml, else toy2d_vp)")
-    parser.add_argument("--run-dir", help="run directory (default: runs/<config name>)")
-    parser.add_argument("--device", default=default_device(), help="torch device, e.g. cpu, cuda:0")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.lr=1e-3 (repeatable)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    distributed.add_arguments(parser)
-
-
-def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
-    """The config (``--config``, else the run's ``config.yaml``, else the default) and run dir."""
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    path = args.config
-    if path is None and run_dir is not None and (run_dir / "config.yaml").exists():
-        path = run_dir / "config.yaml"
-    cfg = load_config(path, args.set)
-    return cfg, run_dir or Path("runs") / cfg.name
-
-
-def positive(args: argparse.Namespace, name: str, default: int) -> int:
-    """``--<name>`` if given (it must be >= 1: 0 or a negative count is an error, not the config's
-    value), else ``default``."""
-    value = getattr(args, name)
-    if value is None:
-        return default
-    if value < 1:
-        raise ValueError(f"--{name} must be >= 1; got {value}")
-    return value
-
-
-def _write_json(path: Path, record: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _train_args(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
+    add_common(parser)
     parser.add_argument("--fresh", action="store_true",
                         help="refuse to resume: fail if the run directory has a checkpoint")
 
@@ -218,7 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _sample_args(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
+    add_common(parser)
     parser.add_argument("--sampler", help="sampler name (default: sample.sampler)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
     parser.add_argument("--n", type=int, help="number of samples (default: sample.n)")
@@ -228,9 +87,8 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
 def run_sample(args: argparse.Namespace) -> int:
     cfg, run_dir = resolve(args)
     s = cfg.sample
-    sampler, n = args.sampler or s.sampler, positive(args, "n", s.n)
-    own_steps = sampler in ("ode", "fast") and args.steps is None  # adaptive, or fast's tuned count
-    steps = None if own_steps else positive(args, "steps", s.steps)
+    n = positive(args, "n", s.n)
+    sampler, steps = sampler_steps(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
     x, nfe = distributed.sharded_sample(
         model, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
@@ -242,40 +100,14 @@ def run_sample(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / "samples" / f"{sampler}_{steps or 'auto'}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(x, out.with_suffix(".pt"))
-    _plot(x, cfg, out, f"{cfg.name}: {sampler}, {steps or 'auto'} steps, NFE/batch {nfe // blocks}")
-    _write_json(out.with_suffix(".json"), {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe})
+    plot_samples(x, out, f"{cfg.name}: {sampler}, {steps or 'auto'} steps, NFE/batch {nfe // blocks}")
+    write_json(out.with_suffix(".json"), {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe})
     print(f"{n} samples -> {out} (NFE {nfe})")
     return 0
 
 
-def _plot(x: torch.Tensor, cfg: Config, out: Path, title: str) -> None:
-    """A scatter plot for 2-D samples, an image grid for images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from einops import rearrange
-
-    fig, ax = plt.subplots(figsize=(6, 6))
-    if x.ndim == 2:
-        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5)
-        ax.set_aspect("equal")
-    else:
-        side = math.isqrt(min(len(x), 100))
-        grid = rearrange(x[: side * side], "(r c) ch h w -> (r h) (c w) ch", r=side)
-        grid = ((grid + 1) / 2).clamp(0, 1)  # the model's [-1, 1] back to the data's [0, 1]
-        if grid.shape[-1] == 1:
-            ax.imshow(grid[..., 0].numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(grid.numpy())
-        ax.axis("off")
-    ax.set_title(title)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
 def _likelihood_args(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
+    add_common(parser)
     parser.add_argument("--n", type=int, help="held-out samples (default: likelihood.n)")
     parser.add_argument("--trace", choices=("hutchinson", "exact"), help="divergence estimator")
 
@@ -301,7 +133,7 @@ def run_likelihood(args: argparse.Namespace) -> int:
     if not distributed.is_main():
         return 0
     record.update(n=min(n, len(data.test)), **ode_kw)
-    _write_json(run_dir / "likelihood.json", record)
+    write_json(run_dir / "likelihood.json", record)
     print(f"{cfg.name}: {record['mean']:.4f} ± {record['sem']:.4f} {record['unit']} (n = {record['n']})")
     return 0
 
@@ -316,7 +148,7 @@ register("likelihood", Command("held-out NLL (nats) or bits/dim through the prob
 
 def lazy_command(help: str, module: str) -> Command:
     """A subcommand whose ``add_arguments(parser)`` and ``main(args)`` live in ``module``, imported
-    only when it is used (``compare`` and ``evaluate`` import this module back)."""
+    only when it is used (so that ``scoresde --help`` stays fast)."""
 
     def configure(parser: argparse.ArgumentParser) -> None:
         importlib.import_module(module).add_arguments(parser)

@@ -2,7 +2,9 @@
 
 A file holds up to seven sections (``sde``, ``data``, ``model``, ``loss``, ``train``, ``sample``,
 ``likelihood``) plus a ``name``; anything it leaves out keeps its default. An unknown key or a
-value of the wrong type raises ``ValueError`` naming the key and the file.
+value of the wrong type raises ``ValueError`` naming the key and the file. This module knows the
+schema only: which names a key accepts (``sde.name: vp``) is passed in, by
+:func:`scoresde.build.load_config`, from the modules that implement them.
 """
 
 from __future__ import annotations
@@ -10,32 +12,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from scoresde.data import DATASETS
-from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
-from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS
-from scoresde.samplers import SAMPLERS
-from scoresde.score import PARAMETERIZATIONS
-from scoresde.training import AUTOCAST, LR_SCHEDULES
-
-CHOICES = {
-    "sde.name": ("vp", "subvp", "ve"),
-    "data.name": DATASETS,
-    "model.name": ("mlp", "unet"),
-    "model.parameterization": PARAMETERIZATIONS,
-    "loss.kind": LOSS_KINDS,
-    "loss.weighting": WEIGHTINGS,
-    "loss.time_dist": TIME_DISTS,
-    "train.lr_schedule": LR_SCHEDULES,
-    "train.autocast": AUTOCAST,
-    "sample.sampler": (*SAMPLERS, "fast"),
-    "likelihood.trace": TRACES,
-    "likelihood.method": ADAPTIVE_METHODS,  # the command line cannot give a fixed-step method its step size
-}
+Choices = Mapping[str, tuple]
+"""The names a key accepts, e.g. ``{"sde.name": ("vp", "subvp", "ve")}``."""
 
 
 @dataclass
@@ -149,23 +133,26 @@ class Config:
         return {k: d[k] for k in ("sde", "data", "model", "loss", "train")}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                choices: Choices | None = None) -> Config:
     """Read ``path`` (or the embedded default, toy2d_vp, if ``None``) and apply ``key=value`` overrides.
 
     An override's value is parsed as YAML (``train.lr=1e-3``, ``model.channel_mult=[1,2,2]``).
+    ``choices`` lists the names a key accepts (:data:`scoresde.build.CHOICES`, which
+    :func:`scoresde.build.load_config` passes); without it only keys and types are checked.
     """
     source = "<default>" if path is None else str(path)
     raw = {} if path is None else _read_yaml(Path(path))
-    cfg = from_dict(raw, source)
+    cfg = from_dict(raw, source, choices)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"override {item!r} must have the form key=value")
-        set_value(cfg, key.strip(), yaml.safe_load(value), "--set")
+        set_value(cfg, key.strip(), yaml.safe_load(value), "--set", choices)
     return cfg
 
 
-def from_dict(raw: dict, source: str = "<dict>") -> Config:
+def from_dict(raw: dict, source: str = "<dict>", choices: Choices | None = None) -> Config:
     """Build a :class:`Config` from nested dicts, checking every key and type against ``source``."""
     if not isinstance(raw, dict):
         raise ValueError(f"{source}: the top level must be a mapping of sections")
@@ -173,14 +160,15 @@ def from_dict(raw: dict, source: str = "<dict>") -> Config:
     for key, value in raw.items():
         if isinstance(value, dict):
             for sub, subvalue in value.items():
-                set_value(cfg, f"{key}.{sub}", subvalue, source)
+                set_value(cfg, f"{key}.{sub}", subvalue, source, choices)
         else:
-            set_value(cfg, key, value, source)
+            set_value(cfg, key, value, source, choices)
     return cfg
 
 
-def set_value(cfg: Config, key: str, value, source: str) -> None:
-    """Set dotted ``key`` (``"train.lr"``) on ``cfg`` after checking it exists and its type."""
+def set_value(cfg: Config, key: str, value, source: str, choices: Choices | None = None) -> None:
+    """Set dotted ``key`` (``"train.lr"``) on ``cfg`` after checking it exists, its type and, if
+    ``choices`` names the key, that the value is one of them."""
     target, parts = cfg, key.split(".")
     for depth, part in enumerate(parts):
         names = {f.name: f for f in dataclasses.fields(target)}
@@ -194,8 +182,9 @@ def set_value(cfg: Config, key: str, value, source: str) -> None:
             if dataclasses.is_dataclass(hint):
                 raise ValueError(f"{source}: key {key!r} is a section; set its keys instead")
             value = _coerce(value, hint, key, source)
-            if key in CHOICES and value not in CHOICES[key]:
-                raise ValueError(f"{source}: key {key!r} must be one of {CHOICES[key]}; got {value!r}")
+            allowed = (choices or {}).get(key)
+            if allowed is not None and value not in allowed:
+                raise ValueError(f"{source}: key {key!r} must be one of {allowed}; got {value!r}")
             setattr(target, part, value)
         else:
             target = getattr(target, part)

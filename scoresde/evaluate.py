@@ -10,8 +10,6 @@ the data's own floor, as a table on the terminal and as ``<run>/evaluate/<name>.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
@@ -20,14 +18,16 @@ import torch
 from torch import Tensor
 
 from scoresde import distributed
-from scoresde.cli import _common, data_shape, load_data, load_trained, positive, resolve
+from scoresde.arguments import add_common, positive, resolve, sampler_steps
+from scoresde.atomic import write_json
+from scoresde.build import data_shape, load_data, load_trained
 from scoresde.data import Dataset, to_model_range
 
 SAMPLE_FILES = (".npy", ".pt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
+    add_common(parser)
     parser.add_argument("--checkpoint", dest="checkpoint", metavar="RUN",
                         help="run directory holding checkpoint.pt and config.yaml (same as --run-dir)")
     parser.add_argument("--samples", type=Path, help="judge saved images (.npy uint8 or .pt) instead")
@@ -71,9 +71,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or run_dir / "evaluate" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"run": str(run_dir), **source, "classifier": info, **quality.to_dict()}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, record)
     print(f"-> {out}")
     return 0
 
@@ -84,9 +82,7 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
     if tuple(shape) != tuple(data.shape):
         raise ValueError(f"{run_dir} models images of shape {shape}, the data set has {data.shape}")
     s = cfg.sample
-    sampler = args.sampler or s.sampler
-    own_steps = sampler in ("ode", "fast") and args.steps is None
-    steps = None if own_steps else positive(args, "steps", s.steps)
+    sampler, steps = sampler_steps(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
     tic = time.perf_counter()
     x, nfe = distributed.sharded_sample(

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -55,7 +56,7 @@ def test_toy_train_resume_sample_likelihood(tmp_path, capsys):
 
 def test_digits_image_path(tmp_path):
     run = str(tmp_path / "digits")
-    config = str(cli.Path(__file__).resolve().parents[1] / "configs" / "digits_vp.yaml")
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "digits_vp.yaml")
     assert _run("train", "--config", config, "--run-dir", run,
                 sets=[*TINY_DIGITS, "train.steps=2"]) == 0
     assert _run("sample", "--run-dir", run, "--sampler", "ddim", "--steps", "3", "--n", "4") == 0

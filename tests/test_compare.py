@@ -8,7 +8,7 @@ import math
 import pytest
 
 from scoresde import cli
-from scoresde.compare import steps_for
+from scoresde.samplers import steps_for
 
 
 @pytest.fixture(scope="module")

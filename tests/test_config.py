@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from scoresde.config import Config, load_config, save_config
+from scoresde.build import load_config
+from scoresde.config import Config, save_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 EXPECTED = {f"{d}_{s}" for d, ss in (("toy2d", ("vp", "subvp", "ve")), ("digits", ("vp", "ve")),
@@ -55,6 +56,20 @@ def test_mistyped_value_names_key_and_file(tmp_path):
         with pytest.raises(ValueError, match=rf"'{key}' must be one of"):
             load_config(path)
 
+
+
+def test_schema_alone_checks_keys_and_types_not_names(tmp_path):
+    """``scoresde.config.load_config`` knows the schema only: without ``choices`` an unknown name
+    passes (the builder refuses it later), an unknown key or a wrong type does not."""
+    from scoresde import config
+
+    assert config.load_config(None, ["sde.name=bogus"]).sde.name == "bogus"
+    with pytest.raises(ValueError, match=r"'sde\.name' must be one of"):
+        config.load_config(None, ["sde.name=bogus"], choices={"sde.name": ("vp",)})
+    with pytest.raises(ValueError, match="unknown key"):
+        config.load_config(None, ["sde.bogus=1"])
+    with pytest.raises(ValueError, match="must be of type float"):
+        config.load_config(None, ["train.lr=[1]"])
 
 def test_overrides():
     cfg = load_config(None, ["train.lr=1e-3", "model.channel_mult=[1, 2, 2]", "loss.importance=true"])

@@ -22,8 +22,7 @@ import pytest
 import torch
 
 import scoresde as ss
-from scoresde.cli import build_trainer, load_data
-from scoresde.config import load_config
+from scoresde.build import build_trainer, load_config, load_data
 
 STEPS = 1500
 N_SAMPLES = 2000

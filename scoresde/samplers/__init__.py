@@ -3,6 +3,7 @@ with the time grids in :mod:`scoresde.samplers.grids` and one entry point, :func
 
 from scoresde.samplers import grids
 from scoresde.samplers.api import GRIDS, SAMPLERS, SampleInfo, default_eps, sample
+from scoresde.samplers.budget import steps_for
 from scoresde.samplers.ddim import ddim
 from scoresde.samplers.heun import heun
 from scoresde.samplers.langevin import annealed_langevin
@@ -27,4 +28,5 @@ __all__ = [
     "probability_flow",
     "reverse_diffusion",
     "sample",
+    "steps_for",
 ]

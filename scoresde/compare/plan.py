@@ -1,0 +1,55 @@
+"""What ``scoresde compare`` runs: the SDEs, the NFE budgets per data kind and the list of
+``(label, sampler, budget, steps, options)`` sampler runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scoresde.samplers import SAMPLERS
+from scoresde.samplers.budget import steps_for
+
+SDE_NAMES = ("vp", "subvp", "ve")
+ODE_TOLERANCES = (1e-2, 1e-3, 1e-5)
+"""``rtol = atol`` of the adaptive ``dopri5`` runs: its NFE is chosen by the solver, not by us."""
+SMALL_DIM = 16
+"""Below this dimension PC uses the ``ald`` corrector: the SNR corrector is unreliable in 2-D."""
+
+
+
+@dataclass
+class Defaults:
+    """Budgets for one data kind; ``quick`` replaces them by a seconds-long smoke run."""
+
+    nfe: tuple[int, ...]
+    train_steps: int
+    n_samples: int
+    n_likelihood: int
+    tolerances: tuple[float, ...] = ODE_TOLERANCES
+    likelihood_tol: float = 1e-4
+    reference_size: int = 10_000
+
+
+TOY_DEFAULTS = Defaults((10, 25, 50, 100), 800, 2000, 500)
+IMAGE_DEFAULTS = Defaults((10, 50), 300, 64, 64, (1e-2, 1e-3), 1e-3)
+QUICK_DEFAULTS = Defaults((10,), 30, 300, 40, (1e-2,), 1e-3, 2000)
+
+
+def plan_runs(sde_name: str, dim: int, d: Defaults, samplers: tuple[str, ...] | None) -> list[tuple]:
+    """``(label, sampler, budget, steps, options)`` of every applicable run."""
+    names = samplers or [*SAMPLERS, "ode_rk4"]
+    plan = []
+    for label in names:
+        if label == "ancestral" and sde_name == "subvp":
+            continue  # sub-VP has no exact discrete chain
+        if label == "ode":
+            plan += [(label, "ode", i, None, {"rtol": tol, "atol": tol})
+                     for i, tol in enumerate(d.tolerances)]
+            continue
+        for budget in d.nfe:
+            steps, options = steps_for(label, budget)
+            if label == "pc" and dim < SMALL_DIM:
+                options = {"corrector": "ald"}
+            plan.append((label, "ode" if label == "ode_rk4" else label, budget, steps, options))
+    return plan
+
+
