@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import scoresde as ss
-from scoresde.metrics import _quantiles
+from scoresde.metrics import SlicedWasserstein
 from scoresde.networks import MLP
 from scoresde.plotting import pyplot
 
@@ -112,19 +112,18 @@ def exact_sample(gm, n: int, seed: int, chunk: int = 4000) -> torch.Tensor:
 
 
 class SlicedW2:
-    """``ss.sliced_wasserstein(x, ref, generator=seed 1)`` for samples of a fixed size ``n``, with
-    the reference's projections and quantiles computed once (same directions and levels)."""
+    """``ss.sliced_wasserstein(x, ref, generator=seed 1)`` for samples of a fixed size ``n``: the
+    library's :class:`~scoresde.metrics.SlicedWasserstein`, its directions and the sorted
+    reference computed once."""
 
     def __init__(self, ref: torch.Tensor, n: int, n_projections: int = 256):
-        theta = torch.randn(ref.shape[1], n_projections, generator=torch.Generator().manual_seed(1),
-                            dtype=torch.float64)
-        self.theta = theta / theta.norm(dim=0, keepdim=True)
-        self.levels = (torch.arange(n, dtype=torch.float64) + 0.5) / n
-        self.ref_q = _quantiles((ref @ self.theta).sort(0).values, self.levels)
+        self.n = n
+        self.distance = SlicedWasserstein(ref, n_projections, torch.Generator().manual_seed(1))
 
     def __call__(self, x: torch.Tensor) -> float:
-        qx = _quantiles((x.reshape(x.shape[0], -1) @ self.theta).sort(0).values, self.levels)
-        return float(((qx - self.ref_q) ** 2).mean().sqrt())
+        if len(x) != self.n:
+            raise ValueError(f"SlicedW2 was set up for samples of size {self.n}; got {len(x)}")
+        return self.distance(x)
 
 
 def noise_floor(gm, sw: SlicedW2, n: int, seeds: int) -> dict:

@@ -4,14 +4,14 @@ the data set's own classifier (Fréchet and kernel distances, confident share, c
 from scoresde.metrics.cache import load_or_train_classifier
 from scoresde.metrics.classifier import FeatureClassifier, train_classifier
 from scoresde.metrics.images import ImageJudge, ImageQuality, frechet_distance, kernel_distance
-from scoresde.metrics.mixture import MixtureStats, mixture_stats, sliced_wasserstein
-from scoresde.metrics.mixture import _quantiles as _quantiles  # benchmarks/samplers.py
+from scoresde.metrics.mixture import MixtureStats, SlicedWasserstein, mixture_stats, sliced_wasserstein
 
 __all__ = [
     "FeatureClassifier",
     "ImageJudge",
     "ImageQuality",
     "MixtureStats",
+    "SlicedWasserstein",
     "frechet_distance",
     "kernel_distance",
     "load_or_train_classifier",

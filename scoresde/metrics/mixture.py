@@ -53,24 +53,45 @@ def mixture_stats(gm: GaussianMixture, x: Tensor) -> MixtureStats:
     return MixtureStats(chi2, gm.n_components - 1, counts / n, mean_z, std_z)
 
 
+class SlicedWasserstein:
+    """Sliced 2-Wasserstein distance to a fixed ``reference`` over fixed random unit directions θ:
+    ``SW2(x) = sqrt(E_θ W_2^2(θᵀx, θᵀy))``, each 1-D ``W_2`` comparing quantiles at ``n`` evenly
+    spaced levels ``(k + ½) / n``, ``n = min(len(x), len(y))``.
+
+    The directions are drawn once (from ``generator``) and the reference's projections are sorted
+    once, so scoring many samples against one large reference costs one projection each.
+    """
+
+    def __init__(self, reference: Tensor, n_projections: int = 256,
+                 generator: torch.Generator | None = None):
+        y = flatten_batch(reference).to(torch.float64).cpu()
+        theta = torch.randn(y.shape[1], n_projections, generator=generator, dtype=torch.float64)
+        self.theta = theta / theta.norm(dim=0, keepdim=True)
+        self.sorted_ref = (y @ self.theta).sort(0).values
+
+    def __call__(self, x: Tensor) -> float:
+        x = flatten_batch(x).to(torch.float64).cpu()
+        if x.shape[1] != self.theta.shape[0]:
+            raise ValueError(f"x and the reference must have the same dimension; got {x.shape[1]} "
+                             f"and {self.theta.shape[0]}")
+        n = min(x.shape[0], self.sorted_ref.shape[0])
+        levels = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+        qx = _quantiles((x @ self.theta).sort(0).values, levels)
+        return float(((qx - _quantiles(self.sorted_ref, levels)) ** 2).mean().sqrt())
+
+
 def sliced_wasserstein(
     x: Tensor, y: Tensor, n_projections: int = 256, generator: torch.Generator | None = None
 ) -> float:
-    """Sliced 2-Wasserstein distance ``sqrt(E_θ W_2^2(θᵀx, θᵀy))`` over random unit directions θ.
+    """Sliced 2-Wasserstein distance ``sqrt(E_θ W_2^2(θᵀx, θᵀy))`` over random unit directions θ
+    (:class:`SlicedWasserstein` with ``y`` as the reference).
 
     Each 1-D distance compares quantiles at ``min(len(x), len(y))`` evenly spaced levels.
     """
-    x = flatten_batch(x).to(torch.float64).cpu()
-    y = flatten_batch(y).to(torch.float64).cpu()
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must have the same dimension; got {x.shape[1]} and {y.shape[1]}")
-    theta = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64)
-    theta = theta / theta.norm(dim=0, keepdim=True)
-    n = min(x.shape[0], y.shape[0])
-    levels = (torch.arange(n, dtype=torch.float64) + 0.5) / n
-    qx = _quantiles((x @ theta).sort(0).values, levels)
-    qy = _quantiles((y @ theta).sort(0).values, levels)
-    return float(((qx - qy) ** 2).mean().sqrt())
+    if flatten_batch(x).shape[1] != flatten_batch(y).shape[1]:
+        raise ValueError(f"x and y must have the same dimension; got {flatten_batch(x).shape[1]} "
+                         f"and {flatten_batch(y).shape[1]}")
+    return SlicedWasserstein(y, n_projections, generator)(x)
 
 
 def _quantiles(sorted_proj: Tensor, levels: Tensor) -> Tensor:
