@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from scoresde import distributed
 from scoresde.build import default_device, load_config
 from scoresde.config import Config, SampleConfig
@@ -22,6 +24,23 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set train.lr=1e-3 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     distributed.add_arguments(parser)
+
+
+def checked_device(name: str) -> str:
+    """``--device`` if torch can use it here: a bad name, or a CUDA device without CUDA (a CPU
+    build of torch, or no GPU), is a ``ValueError`` that says so instead of a traceback later."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a torch device ({err})") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
+                             f"{build}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return name
 
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path]:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from scoresde import distributed
-from scoresde.arguments import add_common, positive, resolve, sampler_steps
+from scoresde.arguments import add_common, checked_device, positive, resolve, sampler_steps
 from scoresde.atomic import write_json
 from scoresde.build import build_trainer, data_shape, load_data, load_trained
 from scoresde.config import save_config
@@ -167,23 +168,58 @@ register("evaluate", lazy_command("judge a trained image model's samples: Fréch
                                   "scoresde.evaluate"))
 
 
+EXIT_CODES = {"bad input": 2, "file system": 3, "numerical": 4, "runtime": 5, "stopped": 130}
+"""The exit status of each kind of failure (0 is success); ``--debug`` shows the traceback."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scoresde", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        command.configure(sub.add_parser(name, help=command.help, description=command.help))
+        subparser = sub.add_parser(name, help=command.help, description=command.help)
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                               help="show the traceback of an error")
+        command.configure(subparser)
     return parser
 
 
+def failure_kind(err: BaseException) -> str:
+    """Which :data:`EXIT_CODES` entry ``err`` belongs to; anything unforeseen is ``runtime``."""
+    if isinstance(err, KeyboardInterrupt):
+        return "stopped"
+    if isinstance(err, (ValueError, FileNotFoundError, yaml.YAMLError)):
+        return "bad input"
+    if isinstance(err, OSError):
+        return "file system"
+    if isinstance(err, ArithmeticError):
+        return "numerical"
+    return "runtime"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scoresde`` console script."""
+    """Entry point of the ``scoresde`` console script: each failure is one line on stderr naming
+    what to fix, and the exit status of its kind (:data:`EXIT_CODES`)."""
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "device"):
+            args.device = checked_device(args.device)
         with distributed.session(args):
             return COMMANDS[args.command].run(args) or 0
-    except (ValueError, FileNotFoundError) as err:
-        print(f"scoresde {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except TrainingStopped as stop:
-        print(f"scoresde {args.command}: {stop}; run it again to resume", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as err:
+        if args.debug:
+            raise
+        kind = failure_kind(err)
+        if isinstance(err, TrainingStopped):
+            print(f"scoresde {args.command}: {err}; run it again to resume", file=sys.stderr)
+        elif kind == "stopped":
+            print(f"scoresde {args.command}: interrupted", file=sys.stderr)
+        else:
+            name = "" if kind == "bad input" else f"{type(err).__name__}: "
+            print(f"scoresde {args.command}: error: {name}{_one_line(err)}", file=sys.stderr)
+        return EXIT_CODES[kind]
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (YAML and torch messages span several)."""
+    return " ".join(str(err).split()) or type(err).__name__

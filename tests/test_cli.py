@@ -132,3 +132,29 @@ def test_zero_or_negative_counts_are_errors_not_the_config_value(tmp_path, capsy
         assert _run(*argv, "--run-dir", run) == 2
         option = argv[1]
         assert f"{option} must be >= 1" in capsys.readouterr().err
+
+
+def test_every_failure_is_one_line_with_the_exit_code_of_its_kind(tmp_path, capsys):
+    """A YAML syntax error and a bad value are bad input (2), a run directory that is a file is a
+    file-system error (3), a CUDA device on this CPU build is bad input naming ``--device``; each
+    prints exactly one line; ``--debug`` re-raises the error with its traceback."""
+    import pytest
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: {steps: [1,\n")
+    assert cli.main(["train", "--config", str(broken), "--run-dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and err.count("\n") == 1
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = cli.main(["train", "--run-dir", str(blocker / "run"), "--no-progress", "--set",
+                     "train.steps=1", "--set", "train.batch_size=8", "--set", "data.n_train=16"])
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1 and "error:" in err
+    if not torch.cuda.is_available():
+        assert cli.main(["sample", "--device", "cuda", "--run-dir", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err
+        assert "--device cuda" in err and err.count("\n") == 1
+    with pytest.raises(ValueError, match="must be one of"):
+        cli.main(["train", "--debug", "--run-dir", str(tmp_path / "c"), "--set", "sde.name=bogus"])
+    assert len(set(cli.EXIT_CODES.values())) == len(cli.EXIT_CODES)
