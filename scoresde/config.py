@@ -10,6 +10,7 @@ schema only: which names a key accepts (``sde.name: vp``) is passed in, by
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,47 @@ import yaml
 
 Choices = Mapping[str, tuple]
 """The names a key accepts, e.g. ``{"sde.name": ("vp", "subvp", "ve")}``."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The values a number key accepts: ``lo < v`` (``lo <= v`` if ``lo_closed``), likewise ``hi``."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_closed: bool = True
+    hi_closed: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.lo if self.lo_closed else value > self.lo
+        below = value <= self.hi if self.hi_closed else value < self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        if self.hi == math.inf:
+            return f"{'>=' if self.lo_closed else '>'} {self.lo:g}"
+        return f"in {'[' if self.lo_closed else '('}{self.lo:g}, {self.hi:g}{']' if self.hi_closed else ')'}"
+
+
+COUNT, SIZE, POSITIVE = Interval(0), Interval(1), Interval(0, lo_closed=False)
+UNIT = Interval(0, 1, lo_closed=False)  # (0, 1): a time eps, a decay rate
+BOUNDS = {
+    **dict.fromkeys(("sde.beta_min", "sde.beta_max", "sde.sigma_min", "sde.sigma_max",
+                     "model.sigma_data", "loss.p_std", "train.lr", "likelihood.rtol",
+                     "likelihood.atol"), POSITIVE),
+    **dict.fromkeys(("data.n_train", "data.n_test", "model.width", "model.depth", "model.embed_dim",
+                     "model.channels", "model.num_res_blocks", "model.groups", "loss.n_steps",
+                     "train.batch_size", "train.accumulate", "train.log_every", "train.ckpt_every",
+                     "sample.steps", "sample.n", "sample.batch_size", "likelihood.n",
+                     "likelihood.batch_size"), SIZE),
+    **dict.fromkeys(("train.steps", "train.warmup", "train.lr_decay_steps", "train.grad_clip",
+                     "train.eval_every"), COUNT),
+    "loss.eps": UNIT, "likelihood.eps": UNIT,
+    "train.ema_decay": Interval(0, 1),
+    "train.lr_min_ratio": Interval(0, 1, hi_closed=True),
+}
+"""The range of every number key (0 turns ``grad_clip`` and ``eval_every`` off; ``lr_decay_steps``
+0 means ``train.steps``)."""
 
 
 @dataclass
@@ -182,6 +224,8 @@ def set_value(cfg: Config, key: str, value, source: str, choices: Choices | None
             if dataclasses.is_dataclass(hint):
                 raise ValueError(f"{source}: key {key!r} is a section; set its keys instead")
             value = _coerce(value, hint, key, source)
+            if key in BOUNDS and value not in BOUNDS[key]:
+                raise ValueError(f"{source}: key {key!r} must be {BOUNDS[key]}; got {value!r}")
             allowed = (choices or {}).get(key)
             if allowed is not None and value not in allowed:
                 raise ValueError(f"{source}: key {key!r} must be one of {allowed}; got {value!r}")

@@ -91,3 +91,24 @@ def test_save_round_trip_and_fingerprint(tmp_path):
     moved = load_config(None, ["train.steps=7", "model.width=32", "data.root=/elsewhere"])
     assert moved.fingerprint() == cfg.fingerprint()  # so may one whose data files moved
     assert load_config(None, ["model.width=64"]).fingerprint() != cfg.fingerprint()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=-5", "'train.steps' must be >= 0; got -5"),
+    ("train.warmup=-10", "'train.warmup' must be >= 0; got -10"),
+    ("train.batch_size=0", "'train.batch_size' must be >= 1; got 0"),
+    ("train.lr=.nan", "'train.lr' must be > 0; got nan"),
+    ("likelihood.rtol=-1", "'likelihood.rtol' must be > 0; got -1.0"),
+    ("train.ema_decay=1", r"'train.ema_decay' must be in \[0, 1\); got 1.0"),
+    ("loss.eps=0", r"'loss.eps' must be in \(0, 1\); got 0.0"),
+    ("sde.sigma_min=-0.01", "'sde.sigma_min' must be > 0"),
+])
+def test_numbers_out_of_range_are_refused_by_name(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_range_edges_are_accepted():
+    cfg = load_config(None, ["train.steps=0", "train.grad_clip=0", "train.lr_min_ratio=1",
+                             "train.ema_decay=0", "train.eval_every=0"])
+    assert cfg.train.steps == 0 and cfg.train.lr_min_ratio == 1.0
