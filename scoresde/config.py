@@ -60,8 +60,8 @@ BOUNDS = {
     "train.ema_decay": Interval(0, 1),
     "train.lr_min_ratio": Interval(0, 1, hi_closed=True),
 }
-"""The range of every number key (0 turns ``grad_clip`` and ``eval_every`` off; ``lr_decay_steps``
-0 means ``train.steps``)."""
+"""The range of every number key (0 turns ``grad_clip`` and ``eval_every`` off; the cosine
+schedule needs ``lr_decay_steps >= 1``, which the trainer checks)."""
 
 
 @dataclass
