@@ -19,7 +19,7 @@ from torch import nn
 
 from scoresde import config, distributed
 from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig
-from scoresde.data import DATASETS, Dataset, image_shape, load_dataset
+from scoresde.data import DATASETS, Dataset, TensorLoader, image_shape, load_dataset
 from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
 from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS, Loss, make_loss
 from scoresde.networks import MLP, UNet
@@ -117,9 +117,10 @@ def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
     loss = build_loss(cfg, model.sde)
     t = cfg.train
     hooks = [Hook(t.eval_every, test_loss_hook(loss, data))] if t.eval_every > 0 else []
-    loader = distributed.make_loader(data.train, t.batch_size, seed=t.seed)
-    return distributed.trainer_class()(
-        model, loss, loader, run_dir=run_dir, lr=t.lr, warmup=t.warmup, lr_schedule=t.lr_schedule,
+    loader = TensorLoader(data.train, t.batch_size, seed=t.seed)
+    return Trainer(
+        model, loss, loader, parallel=distributed.strategy(), run_dir=run_dir, lr=t.lr,
+        warmup=t.warmup, lr_schedule=t.lr_schedule,
         lr_decay_steps=t.lr_decay_steps, lr_min_ratio=t.lr_min_ratio, grad_clip=t.grad_clip,
         ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast, device=device,
         seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, hooks=hooks,

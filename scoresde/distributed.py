@@ -5,7 +5,9 @@
 a timeout on every collective so that a dead rank fails the run instead of hanging it. Without
 ``torchrun`` (world size 1) nothing is initialised and every helper below runs as one process.
 
-Training (:class:`DistributedTrainer`, :class:`ShardedLoader`): ``batch_size`` is the *global*
+Training (:class:`DataParallel`, the :class:`~scoresde.parallel.Parallel` strategy a
+:class:`~scoresde.training.Trainer` takes, and :class:`ShardedLoader`; :func:`strategy` picks
+the strategy the environment asks for): ``batch_size`` is the *global*
 batch; every rank draws the same shuffle and takes its own contiguous slice of each global batch,
 so the ranks' slices never overlap within an epoch and together are exactly the batch a
 one-process :class:`~scoresde.data.TensorLoader` would draw. DistributedDataParallel averages
@@ -27,10 +29,8 @@ import argparse
 import contextlib
 import math
 import os
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,8 +38,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from scoresde import checkpoint
 from scoresde.data import TensorLoader
 from scoresde.likelihood import BitsPerDim, bits_per_dim, log_likelihood
+from scoresde.parallel import Parallel
 from scoresde.samplers import sample
 from scoresde.sde import SDE, ScoreFn
 from scoresde.training import LossFn, Trainer
@@ -188,6 +190,14 @@ class ShardedLoader(TensorLoader):
         super().__init__(data, batch_size, seed)
         self.local_batch = batch_size // self.world_size
 
+    @classmethod
+    def of(cls, loader: TensorLoader, *, rank_: int | None = None,
+           world: int | None = None) -> ShardedLoader:
+        """This rank's slice of the global batches ``loader`` would draw, from its current state."""
+        shard = cls(loader.data, loader.batch_size, rank_=rank_, world=world)
+        shard.load_state_dict(loader.state_dict())
+        return shard
+
     def next(self) -> Tensor:
         """This rank's ``batch_size / W`` rows of the next global batch."""
         if self.pos + self.batch_size > self.perm.shape[0]:
@@ -198,109 +208,99 @@ class ShardedLoader(TensorLoader):
         return self.data[self.perm[start : start + self.local_batch]]
 
 
-def make_loader(data: Tensor, batch_size: int, seed: int = 0) -> TensorLoader:
-    """A :class:`ShardedLoader` in a process group, else a plain :class:`TensorLoader`."""
-    if world_size() > 1:
-        return ShardedLoader(data, batch_size, seed)
-    return TensorLoader(data, batch_size, seed)
+class DataParallel(Parallel):
+    """The :class:`~scoresde.parallel.Parallel` hooks on ``torch.distributed``.
 
-
-class DistributedTrainer(Trainer):
-    """:class:`~scoresde.training.Trainer` under DistributedDataParallel (same arguments).
-
-    ``loader`` must be a :class:`ShardedLoader` of this rank. Rank ``r`` seeds its noise with
-    :func:`rank_seed`; rank 0's parameters are broadcast (and copied to the EMA) at start.
-    :meth:`save` is collective (every rank's random states are gathered); only rank 0 writes the
-    checkpoint and the metrics, the logged loss is the mean over ranks. On resume with the same
-    world size each rank restores its own random states; with another world size the model,
-    EMA, optimizer, step and data position are restored and the noise is reseeded from
-    ``derived_seed(seed, rank, step)``.
+    The model runs under DistributedDataParallel (rank 0's weights broadcast at the start, the
+    gradients averaged after each step's last micro-batch), each rank draws its
+    :class:`ShardedLoader` slice, rank ``r`` seeds its noise (and torch's global generators) with
+    :func:`rank_seed`, only rank 0 writes, and the logged loss is the mean over ranks. A
+    checkpoint holds every rank's random states; on resume with the same world size each rank
+    restores its own, with another (or from a checkpoint written ``alone``) the noise is reseeded
+    from ``derived_seed(seed, rank, step)``.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, loader: ShardedLoader, *,
-                 seed: int = 0, progress: bool = True, **kwargs):
-        self.rank, self.world_size, self.base_seed = rank(), world_size(), seed
-        if not isinstance(loader, ShardedLoader) or (loader.rank, loader.world_size) != (
-                self.rank, self.world_size):
-            raise ValueError(f"loader must be a ShardedLoader for rank {self.rank} of "
-                             f"{self.world_size}; got {loader!r}")
-        torch.manual_seed(rank_seed(seed, self.rank))
-        super().__init__(model, loss_fn, loader, seed=rank_seed(seed, self.rank),
-                         progress=progress and self.rank == 0, **kwargs)
+    def __init__(self):
+        self.rank, self.world_size = rank(), world_size()
+        self.base_seed, self.device, self.ddp = 0, torch.device("cpu"), None
+
+    def seed(self, seed: int) -> int:
+        self.base_seed = seed
+        own = rank_seed(seed, self.rank)
+        torch.manual_seed(own)
+        return own
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        self.device = next(model.parameters()).device
         ids = [self.device.index] if self.device.type == "cuda" else None
         with collective("DistributedDataParallel set-up"):
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        self.ema.load_state_dict(self.model.state_dict())
-        self._rank_rng: list[dict] = []
+            self.ddp = DistributedDataParallel(model, device_ids=ids)
+        return self.ddp
 
-    def train_step(self) -> tuple[Tensor, Tensor]:
-        with collective(f"training step {self.step + 1}"):
-            return super().train_step()
+    def shard_loader(self, loader: TensorLoader) -> ShardedLoader:
+        """``loader`` itself if it is this rank's :class:`ShardedLoader`, else its slice of a
+        one-process :class:`~scoresde.data.TensorLoader`'s batches."""
+        if not isinstance(loader, ShardedLoader):
+            return ShardedLoader.of(loader, rank_=self.rank, world=self.world_size)
+        require_shard(loader, self.rank, self.world_size)
+        return loader
 
-    def _backward(self, x0: Tensor, last: bool) -> Tensor:
-        """Gradients are all-reduced on the step's last micro-batch only (``no_sync`` before)."""
-        with contextlib.nullcontext() if last else self.ddp.no_sync():
-            with self._autocast():
-                loss = self.loss_fn(self.ddp, x0, self.generator) / self.accumulate
-            loss.backward()
-        return loss.detach()
+    def micro_batch(self, last: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext() if last else self.ddp.no_sync()
 
-    def log(self, record: dict) -> None:
-        if record.get("kind") == "train":
-            loss = torch.tensor(record["loss"], device=self.device)
-            with collective("loss all-reduce"):
-                dist.all_reduce(loss)
-            record = {**record, "loss": loss.item() / self.world_size, "world_size": self.world_size}
-        if self.rank == 0:
-            super().log(record)
+    def collective(self, what: str) -> contextlib.AbstractContextManager:
+        return collective(what)
 
-    def _stop_requested(self) -> bool:
-        """Collective: stop when any rank has received a signal, so all stop after the same step."""
-        flag = torch.tensor(int(self._signal is not None), device=self.device)
+    def reduce_metrics(self, record: dict) -> dict:
+        loss = torch.tensor(record["loss"], device=self.device)
+        with collective("loss all-reduce"):
+            dist.all_reduce(loss)
+        return {**record, "loss": loss.item() / self.world_size, "world_size": self.world_size}
+
+    def any_rank(self, flag: bool) -> bool:
+        flag = torch.tensor(int(flag), device=self.device)
         with collective("stop-signal all-reduce"):
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag)
 
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["rng"]["ranks"] = self._rank_rng
-        return state
+    def barrier(self) -> None:
+        with collective("checkpoint barrier"):
+            dist.barrier()
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Collective: gather every rank's random states; rank 0 writes; all wait for it.
+    def rng_state(self, generator: torch.Generator, alone: bool) -> dict:
+        """Rank 0's states and, unless ``alone``, every rank's (``"ranks"``, in rank order)."""
+        ranks = [] if alone else all_gather(
+            {"torch": torch.get_rng_state(), "noise": generator.get_state()})
+        return {**checkpoint.rng_state(generator), "ranks": ranks}
 
-        Called while a ``KeyboardInterrupt`` is handled (the ranks may then be at different
-        points), it communicates nothing: rank 0 writes its own state, without the other ranks'
-        random states, so a resume reseeds the noise.
-        """
-        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
-        self._rank_rng = [] if interrupted else all_gather(
-            {"torch": torch.get_rng_state(), "noise": self.generator.get_state()})
-        path = Path(path) if path is not None else self.checkpoint_path
-        if self.rank == 0:
-            super().save(path)
-        if not interrupted:
-            with collective("checkpoint barrier"):
-                dist.barrier()
-        return path
-
-    def _restore_rng(self, rng: dict) -> None:
+    def restore_rng(self, generator: torch.Generator, rng: dict, step: int) -> None:
         ranks = rng.get("ranks", [])
         if len(ranks) == self.world_size:
-            super()._restore_rng({**rng, **ranks[self.rank]})
+            checkpoint.restore_rng(generator, {**rng, **ranks[self.rank]})
             return
-        seed = derived_seed(self.base_seed, self.rank, self.step)
+        seed = derived_seed(self.base_seed, self.rank, step)
         torch.manual_seed(seed)
-        self.generator.manual_seed(seed)
-
-    def _truncate_metrics(self) -> None:
-        if self.rank == 0:
-            super()._truncate_metrics()
+        generator.manual_seed(seed)
 
 
-def trainer_class() -> type[Trainer]:
-    """:class:`DistributedTrainer` in a process group, else :class:`~scoresde.training.Trainer`."""
-    return DistributedTrainer if world_size() > 1 else Trainer
+def require_shard(loader: TensorLoader, rank_: int, world: int) -> None:
+    """``ValueError`` unless ``loader`` is a :class:`ShardedLoader` for rank ``rank_`` of ``world``."""
+    if not isinstance(loader, ShardedLoader) or (loader.rank, loader.world_size) != (rank_, world):
+        raise ValueError(f"loader must be a ShardedLoader for rank {rank_} of {world}; got {loader!r}")
+
+
+def strategy() -> Parallel:
+    """:class:`DataParallel` in a process group of several ranks, else one process."""
+    return DataParallel() if world_size() > 1 else Parallel()
+
+
+class DistributedTrainer(Trainer):
+    """:class:`~scoresde.training.Trainer` under :class:`DataParallel` (same arguments);
+    ``loader`` must be a :class:`ShardedLoader` of this rank."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, loader: ShardedLoader, **kwargs):
+        require_shard(loader, rank(), world_size())
+        super().__init__(model, loss_fn, loader, parallel=DataParallel(), **kwargs)
 
 
 BlockFn = Callable[[int, int, torch.Generator], tuple[Tensor, int]]
