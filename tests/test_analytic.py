@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SDES as SDE_TABLE
 from scipy import stats
 from scipy.special import logsumexp
 
 import scoresde as ss
 
-SDES = [ss.VPSDE(), ss.SubVPSDE(), ss.VESDE(0.01, 50.0)]
+SDES = list(SDE_TABLE.values())
 
 
 def mixtures():

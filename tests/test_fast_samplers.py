@@ -22,6 +22,7 @@ import math
 
 import pytest
 import torch
+from conftest import SDES
 
 import scoresde as ss
 from scoresde.samplers.grids import logsnr as logsnr_grid
@@ -29,7 +30,6 @@ from scoresde.samplers.multistep import dpm_solver_pp, unipc
 
 ORDER_TOL = 0.3
 MU, VAR = torch.tensor([1.5, -1.5], dtype=torch.float64), 0.25
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
 ORDERS = [
     (dpm_solver_pp, 1, 1.0), (dpm_solver_pp, 2, 2.0), (dpm_solver_pp, 3, 2.0),
     (unipc, 1, 2.0), (unipc, 2, 3.0), (unipc, 3, 3.0),

@@ -9,18 +9,12 @@ import math
 
 import pytest
 import torch
+from conftest import SDE_NAMES, make_sde
 
 import scoresde as ss
 from scoresde.shapes import append_dims
 
 EPS = 1e-5
-
-
-SDES = {
-    "vp": lambda: ss.VPSDE(),
-    "subvp": lambda: ss.SubVPSDE(),
-    "ve": lambda: ss.VESDE(0.01, 50.0),
-}
 
 
 def _data(n: int, seed: int = 0) -> tuple[ss.GaussianMixture, torch.Tensor]:
@@ -35,14 +29,14 @@ def _exact_ll(gm, sde, x, tol, **kw):
     )
 
 
-@pytest.mark.parametrize("name", SDES)
+@pytest.mark.parametrize("name", SDE_NAMES)
 @pytest.mark.parametrize("time_variable", ["t", "log_sigma"])
 def test_exact_trace_matches_oracle_density(name, time_variable):
     """log p_eps from the ODE equals the oracle's log p_eps(x): mean < 1e-3 nats/dim at 1e-5.
 
     At rtol = atol = 1e-7 the maximum error over the batch falls below 1e-4 nats/dim.
     """
-    sde = SDES[name]()
+    sde = make_sde(name)
     gm, x = _data(12)
     ref = gm.log_prob_t(x, EPS, sde)
     coarse = _exact_ll(gm, sde, x, 1e-5, time_variable=time_variable)
@@ -60,7 +54,7 @@ def test_sigma_time_variable_matches_oracle():
     assert (res.logp - gm.log_prob_t(x, EPS, sde)).abs().max().item() / 2 < 1e-4
 
 
-@pytest.mark.parametrize("name", SDES)
+@pytest.mark.parametrize("name", SDE_NAMES)
 def test_latent_and_prior_mismatch(name):
     """z is x_T; the standard prior differs from p_T by exactly log p_T(z) - prior_logp(z).
 
@@ -69,7 +63,7 @@ def test_latent_and_prior_mismatch(name):
     mean; VE keeps all of it), measured on these 12 points: mean 3.0e-3 nats/dim for VP and
     sub-VP, 9.2e-3 for VE (max 6.7e-3 and 2.0e-2), far above the solver error.
     """
-    sde = SDES[name]()
+    sde = make_sde(name)
     gm, x = _data(12)
     exact = _exact_ll(gm, sde, x, 1e-5)
     std = ss.log_likelihood(gm.score_fn(sde), sde, x, trace="exact", rtol=1e-5, atol=1e-5, eps=EPS)

@@ -21,6 +21,7 @@ import math
 
 import pytest
 import torch
+from conftest import TOY_SDES as SDES
 
 import scoresde as ss
 from scoresde.losses import (
@@ -34,7 +35,6 @@ from scoresde.losses import (
 
 Z = 5.0
 N = 20_000
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 GM = ss.toy_mixture()
 A = 0.7
 

@@ -7,13 +7,14 @@ import math
 
 import pytest
 import torch
+from conftest import SDES as SDE_TABLE
 
 import scoresde as ss
 from scoresde.samplers import multistep
 from scoresde.samplers.multistep import LOWER_ORDER_FINAL_BELOW, dpm_solver_pp, step_order, unipc
 from scoresde.samplers.multistep_updates import unipc_rhos
 
-SDES = {"vp": ss.VPSDE(), "ve": ss.VESDE(0.01, 50.0)}
+SDES = {name: SDE_TABLE[name] for name in ("vp", "ve")}
 
 
 @pytest.mark.parametrize("sde_name", list(SDES))

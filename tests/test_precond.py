@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from conftest import TOY_SDES as SDES
 from scipy import stats
 from torch import nn
 
@@ -22,7 +23,6 @@ from scoresde.losses import dsm_loss, lognormal_time
 from scoresde.score import ScoreModel
 from scoresde.shapes import append_dims
 
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 GM = ss.toy_mixture()
 
 

@@ -9,12 +9,12 @@ import re
 
 import pytest
 import torch
+from conftest import SDES
 
 import scoresde as ss
 from scoresde.samplers import grids
 from scoresde.samplers.api import SAMPLERS
 
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
 GM = ss.toy_mixture()
 SMALL_STEPS = {"ald": 4, "ode": None, "heun": 4}
 

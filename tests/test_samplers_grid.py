@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SDES as SDE_TABLE
 from scipy.optimize import brentq
 
 import scoresde as ss
@@ -11,7 +12,7 @@ from scoresde.samplers.common import Grid
 from scoresde.samplers.grids import logsnr
 from scoresde.samplers.multistep import dpm_solver_pp, unipc
 
-SDES = [ss.VPSDE(), ss.SubVPSDE(), ss.VESDE(0.01, 50.0)]
+SDES = list(SDE_TABLE.values())
 
 
 @pytest.mark.parametrize("sde", SDES, ids=repr)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchdiffeq
+from conftest import SDES
 
 import scoresde as ss
 from scoresde.samplers import decode, encode, probability_flow
 
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
 GM = ss.toy_mixture()
 
 

@@ -33,13 +33,13 @@ import functools
 
 import pytest
 import torch
+from conftest import SDES
 from scipy import stats
 
 import scoresde as ss
 
 N = 3000
 FALSE_ALARM = 1e-3
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
 ALD = {"steps": 200, "n_steps_each": 5, "step_lr": 1e-4}
 COMMON = [
     ("em", {"steps": 250}),

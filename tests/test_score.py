@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TOY_SDES as SDES
 from torch import nn
 
 import scoresde as ss
 from scoresde.score import ScoreModel
 
-SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 GM = ss.toy_mixture()
 
 
