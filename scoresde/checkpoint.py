@@ -2,33 +2,41 @@
 
 A checkpoint is one ``torch.save`` dict with the keys :data:`CHECKPOINT_KEYS`: the format tag,
 the run's fingerprint (its configuration), the step, the model, the EMA, the optimizer, the data
-loader's state and the random states (:func:`rng_state`). It is written atomically (temporary
-file in the same directory, fsync, ``os.replace``), so a reader finds the previous checkpoint or
-the new one, never half of one; on load every check runs before anything is copied.
+loader's state and the random states (:func:`rng_state`), plus ``"checksum"``: the sha256 of
+all of it (:func:`state_checksum`), verified on load, so that flipped bytes are an error naming
+the file rather than silently wrong weights. A file written before checksums existed loads
+with a warning. It is written atomically (temporary file in the same directory, fsync,
+``os.replace``, fsync of the directory), so a reader finds the previous checkpoint or the new
+one, never half of one, with the permissions of any new file (``0666`` less the umask); on load
+every check runs before anything is copied.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pickle
-import tempfile
+import secrets
+import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 CHECKPOINT_FORMAT = "scoresde-checkpoint-v1"
 CHECKPOINT_KEYS = ("format", "fingerprint", "step", "model", "ema", "optimizer", "loader", "rng")
 
 
 def write_checkpoint(state: dict, path: Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file beside it, fsync, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    """Write ``state`` and its :func:`state_checksum` to ``path`` atomically: a temporary file
+    beside it (created ``0666`` less the umask), fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+            torch.save({**state, "checksum": state_checksum(state)}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -36,7 +44,44 @@ def write_checkpoint(state: dict, path: Path) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the file system allows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def state_checksum(state: dict) -> str:
+    """sha256 over every leaf of ``state`` in key order: its key path, then for a tensor its dtype,
+    shape and bytes, for anything else its ``repr``."""
+    digest = hashlib.sha256()
+    for key, leaf in _leaves(state, ""):
+        digest.update(key.encode())
+        if isinstance(leaf, Tensor):
+            leaf = leaf.detach().cpu().contiguous()
+            digest.update(f"{leaf.dtype}{tuple(leaf.shape)}".encode())
+            digest.update(leaf.reshape(-1).view(torch.uint8).numpy())
+        else:
+            digest.update(repr(leaf).encode())
+    return digest.hexdigest()
+
+
+def _leaves(obj: object, key: str) -> Iterator[tuple[str, object]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{key}/{k!r}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{key}/{i}")
+    else:
+        yield key, obj
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -53,7 +98,22 @@ def read_checkpoint(path: str | Path) -> dict:
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise ValueError(f"checkpoint {path} lacks keys {missing}")
+    verify_checksum(state, path)
     return state
+
+
+def verify_checksum(state: dict, path: Path) -> None:
+    """Remove ``state["checksum"]`` and check it against the rest; ``ValueError`` naming ``path``
+    if they differ, a warning if there is none (a file written before checksums existed)."""
+    stored = state.pop("checksum", None)
+    if stored is None:
+        warnings.warn(f"checkpoint {path} has no checksum (written by an older scoresde); "
+                      f"loading it unverified", stacklevel=3)
+        return
+    actual = state_checksum(state)
+    if actual != stored:
+        raise ValueError(f"checkpoint {path} is corrupt: the sha256 of its contents is "
+                         f"{actual[:16]}…, not the {stored[:16]}… stored when it was written")
 
 
 def check_compatible(state: dict, path: Path, fingerprint: dict, modules: dict[str, nn.Module]) -> None:

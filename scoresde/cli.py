@@ -32,7 +32,7 @@ from scoresde.atomic import write_json
 from scoresde.build import build_trainer, data_shape, load_data, load_trained
 from scoresde.config import save_config
 from scoresde.plotting import plot_samples
-from scoresde.training import TrainingStopped
+from scoresde.training import StoppedAtOnce, TrainingStopped
 
 
 @dataclass
@@ -63,15 +63,17 @@ def run_train(args: argparse.Namespace) -> int:
     if args.fresh and (run_dir / "checkpoint.pt").exists():
         raise ValueError(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
     trainer = build_trainer(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)
-    if trainer.maybe_resume() and distributed.is_main():
-        print(f"resumed {run_dir} at step {trainer.step}")
-    if trainer.step >= cfg.train.steps:
+    with trainer.lock:  # from the resume to the end: one `train` per run directory
+        if trainer.maybe_resume() and distributed.is_main():
+            print(f"resumed {run_dir} at step {trainer.step}")
+        if trainer.step >= cfg.train.steps:
+            if distributed.is_main():
+                print(f"{run_dir} is at step {trainer.step} >= train.steps = {cfg.train.steps}: "
+                      "nothing to train")
+            return 0
         if distributed.is_main():
-            print(f"{run_dir} is at step {trainer.step} >= train.steps = {cfg.train.steps}: nothing to train")
-        return 0
-    if distributed.is_main():
-        save_config(cfg, run_dir / "config.yaml")
-    trainer.fit(cfg.train.steps)
+            save_config(cfg, run_dir / "config.yaml")
+        trainer.fit(cfg.train.steps)
     if distributed.is_main():
         print(f"trained {run_dir} to step {trainer.step}; checkpoint {trainer.checkpoint_path}")
     return 0
@@ -210,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         kind = failure_kind(err)
-        if isinstance(err, TrainingStopped):
+        if isinstance(err, (TrainingStopped, StoppedAtOnce)):
             print(f"scoresde {args.command}: {err}; run it again to resume", file=sys.stderr)
         elif kind == "stopped":
             print(f"scoresde {args.command}: interrupted", file=sys.stderr)

@@ -4,6 +4,10 @@ A ``"train"`` record holds the means of the loss and the pre-clipping gradient n
 steps since the previous record (:class:`Window` keeps their sums on the device, so a step does
 not wait for the host; only a record converts them). On resume the records logged after the
 checkpoint's step are dropped (:meth:`MetricsLog.truncate`), since they will be logged again.
+
+Each record is appended by one ``write``, so a crash can tear only the last line: reading drops
+a torn last line with a warning naming the file; a bad line before it is an error naming the
+file and the line.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 from torch import Tensor
@@ -28,15 +33,45 @@ class MetricsLog:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def read(self) -> list[tuple[int, str]]:
+        """``(step, line)`` of each record (none if disabled or absent); a torn last line is
+        dropped with a warning, a bad line before it is a ``ValueError`` naming it."""
+        if not self.enabled or not self.path.exists():
+            return []
+        lines = self.path.read_text(errors="replace").splitlines()
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append((int(json.loads(line)["step"]), line + "\n"))
+            except (ValueError, KeyError, TypeError) as err:
+                if number < len(lines):
+                    raise ValueError(f"{self.path}, line {number}: not a metrics record ({err}); "
+                                     f"repair or delete that line") from err
+                warnings.warn(f"{self.path}: dropping its torn last line {line[:60]!r} (written "
+                              f"when a run was killed)", stacklevel=3)
+        return records
+
+    def last_step(self) -> int:
+        """The largest step of a record (0 if there is none)."""
+        return max((step for step, _ in self.read()), default=0)
+
     def truncate(self, step: int) -> None:
-        """Drop the records of steps after ``step`` (atomically: temporary file, then rename)."""
+        """Keep only the records of steps up to ``step``, and no torn line (atomically:
+        temporary file, then rename)."""
         if not self.enabled or not self.path.exists():
             return
-        lines = self.path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if json.loads(line)["step"] <= step]
+        kept = [line for s, line in self.read() if s <= step]
         tmp = self.path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(kept))
         os.replace(tmp, self.path)
+
+    def move_aside(self) -> Path:
+        """Rename the file to the first free ``<stem>.orphaned-<k>.jsonl`` and return that path."""
+        k = 1
+        while (aside := self.path.with_name(f"{self.path.stem}.orphaned-{k}{self.path.suffix}")).exists():
+            k += 1
+        os.replace(self.path, aside)
+        return aside
 
 
 class Window:

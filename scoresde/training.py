@@ -7,15 +7,22 @@ average ``θ_ema <- d_k θ_ema + (1 - d_k) θ`` (:mod:`scoresde.ema`, decay warm
 ``d_k = min(d, (1 + k) / (10 + k))``).
 
 The loop's parts live beside it: checkpoint files in :mod:`scoresde.checkpoint` (model, EMA,
-optimizer, step and every random state, written atomically, so resuming continues exactly
-where the run stopped), ``metrics.jsonl`` in :mod:`scoresde.runlog`, stopping on a signal in
+optimizer, step and every random state, written atomically with a checksum, so resuming
+continues exactly where the run stopped), ``metrics.jsonl`` in :mod:`scoresde.runlog`, the
+run directory's lock in :mod:`scoresde.runlock`, stopping on a signal in
 :mod:`scoresde.stopping`, and whatever changes across processes in the hooks of a
 :class:`~scoresde.parallel.Parallel` strategy.
+
+A non-finite loss or gradient norm (checked where a ``"train"`` record brings them to the host)
+or non-finite weights (checked before every checkpoint write, by one fused max-norm) stop
+training with :class:`NonFiniteError`; the checkpoint on disk is then the last finite one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +43,28 @@ from scoresde.data import TensorLoader
 from scoresde.ema import EMA, check_decay
 from scoresde.lr_schedule import LR_SCHEDULES, LRSchedule
 from scoresde.parallel import Parallel
+from scoresde.runlock import RunDirLocked, RunLock
 from scoresde.runlog import MetricsLog, Window
-from scoresde.stopping import StopSignals, TrainingStopped
+from scoresde.stopping import StoppedAtOnce, StopSignals, TrainingStopped
 
 __all__ = ["AUTOCAST", "CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "LR_SCHEDULES", "Hook", "LossFn",
-           "Trainer", "TrainingStopped", "fingerprint_diff", "read_checkpoint"]
+           "NonFiniteError", "RunDirLocked", "StoppedAtOnce", "Trainer", "TrainingStopped",
+           "all_finite", "fingerprint_diff", "read_checkpoint"]
 
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
 AUTOCAST = ("none", "bf16")
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss, gradient norm or weight; nothing non-finite was saved."""
+
+
+def all_finite(tensors: Sequence[Tensor]) -> bool:
+    """Whether every entry is finite: ``max_i ||p_i||_∞ < ∞``, one fused reduction (a NaN
+    propagates through the max, an infinity is the max)."""
+    if not tensors:
+        return True
+    return bool(torch.stack(torch._foreach_norm(list(tensors), math.inf)).isfinite().all())
 
 
 @dataclass
@@ -77,6 +98,11 @@ class Trainer:
             under a different fingerprint is refused on load.
         parallel: how the run spreads over processes (default: one process);
             ``scoresde.distributed.strategy()`` picks the one the environment asks for.
+
+    The run directory is locked (:attr:`lock`, ``train.lock``, :mod:`scoresde.runlock`) while
+    :meth:`fit`, :meth:`load` or :meth:`save` runs, by the main process only; ``with
+    trainer.lock:`` holds it across several calls (``scoresde train`` holds it from the resume
+    to the end). Taking it removes the temporary files a killed write left.
     """
 
     def __init__(
@@ -123,7 +149,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(self.metrics_path, enabled=self.parallel.is_main)
+        self.lock = RunLock(self.run_dir, enabled=self.parallel.is_main,
+                            leftovers=(f"{name}*.tmp" for name in (self.checkpoint_path.name,
+                                                                    self.metrics_path.name)))
         self.step = 0
+        self._saved_step: int | None = None
         self._mid_step, self._signals = False, StopSignals(self._stop_plan)
 
     @property
@@ -183,22 +213,45 @@ class Trainer:
         Ctrl-C (``SIGINT``) or ``SIGTERM`` (what schedulers and ``kill`` send) while ``fit`` runs in
         the main thread lets the current step finish, writes a checkpoint from which the run
         resumes exactly, then raises :class:`TrainingStopped` (a ``KeyboardInterrupt``); a second
-        signal raises ``KeyboardInterrupt`` at once and keeps the last checkpoint written. A
+        signal raises :class:`StoppedAtOnce` at once, naming the step of the checkpoint kept,
+        unless it arrives while a checkpoint is written: that write completes first. A
         ``KeyboardInterrupt`` raised between steps (e.g. by a hook) also writes one, without
         communicating (the ranks of a distributed run may then be at different points).
+
+        ``metrics.jsonl`` records beyond the current step (a run whose checkpoint was deleted, or
+        lost in a crash before the first one) are moved aside with a warning, not mixed in.
+        Raises :class:`NonFiniteError` on a non-finite loss or weight, keeping the last good
+        checkpoint, and :class:`~scoresde.runlock.RunDirLocked` if another process trains here.
         """
         self._mid_step = False
-        with self._signals, tqdm(total=steps, initial=self.step, disable=not self.progress,
-                                 mininterval=1.0, desc="train") as bar:
+        with self.lock, self._signals, tqdm(total=steps, initial=self.step, mininterval=1.0,
+                                            disable=not self.progress, desc="train") as bar:
+            self._claim_metrics()
             try:
                 self._loop(steps, bar)
             except TrainingStopped:
                 raise
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as err:
                 if not self._mid_step:
                     self.save(alone=True)
+                if isinstance(err, StoppedAtOnce):
+                    where = f"in step {self.step + 1}" if self._mid_step else f"after step {self.step}"
+                    raise StoppedAtOnce(f"{err} {where}; {self._kept()}") from None
                 raise
-        self.save()
+            self.save()
+
+    def _claim_metrics(self) -> None:
+        """Make ``metrics.jsonl`` end at :attr:`step`: move a file with later records aside, drop
+        a torn last line."""
+        last = self.metrics.last_step()
+        if last <= self.step:
+            self.metrics.truncate(self.step)
+            return
+        why = (f"{self.checkpoint_path} was not loaded (maybe_resume() continues it)"
+               if self.checkpoint_path.exists() else f"there is no {self.checkpoint_path}")
+        aside = self.metrics.move_aside()
+        warnings.warn(f"{self.metrics_path} has records up to step {last} but training starts at "
+                      f"step {self.step}, since {why}: moved it to {aside}", stacklevel=3)
 
     def _loop(self, steps: int, bar: tqdm) -> None:
         window = Window()
@@ -213,10 +266,17 @@ class Trainer:
             self._after_step()
 
     def _log_train(self, window: Window, bar: tqdm) -> None:
-        """Log the ``"train"`` record of the steps since the last one (the only host sync)."""
+        """Log the ``"train"`` record of the steps since the last one (the only host sync);
+        :class:`NonFiniteError` if its loss or gradient norm is not finite."""
+        count = window.count
         means, rate = window.summary()
         record = self.parallel.reduce_metrics({"kind": "train", "step": self.step, **means,
                                                "lr": self.lr_at(self.step - 1), "steps_per_s": rate})
+        if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
+            raise NonFiniteError(
+                f"non-finite training loss {record['loss']} (gradient norm {record['grad_norm']}) "
+                f"at step {self.step}, the mean over steps {self.step - count + 1}-{self.step}: "
+                f"stopped; {self._kept()}; a lower learning rate may help")
         self.log(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}")
 
@@ -233,7 +293,15 @@ class Trainer:
                                   f"step {self.step}, checkpoint written to {self.checkpoint_path}")
 
     def _stop_plan(self) -> str:
-        return f"finishing step {self.step + 1}, then writing a checkpoint"
+        if self._mid_step:
+            return f"finishing step {self.step + 1}, then writing a checkpoint"
+        return f"writing a checkpoint at step {self.step}"
+
+    def _kept(self) -> str:
+        """Which checkpoint this run leaves in the run directory."""
+        if self._saved_step is None:
+            return "no checkpoint was written by this run"
+        return f"{self.checkpoint_path} is at step {self._saved_step}"
 
     def log(self, record: dict) -> None:
         """Append one JSON record to ``metrics.jsonl`` (on the main process)."""
@@ -253,27 +321,37 @@ class Trainer:
 
     def save(self, path: str | Path | None = None, *, alone: bool = False) -> Path:
         """Write the checkpoint atomically (on the main process; every rank waits for it unless
-        ``alone``, which communicates nothing)."""
+        ``alone``, which communicates nothing). A second stop signal does not interrupt it;
+        non-finite weights are never written (:class:`NonFiniteError`)."""
         path = Path(path) if path is not None else self.checkpoint_path
-        state = self.state_dict(alone=alone)
-        if self.parallel.is_main:
-            write_checkpoint(state, path)
-        if not alone:
-            self.parallel.barrier()
+        if not all_finite([*self._params, *self.ema.parameters()]):
+            raise NonFiniteError(f"non-finite weights after step {self.step}: not writing {path}; "
+                                 f"{self._kept()}; a lower learning rate may help")
+        with self.lock, self._signals.deferred():
+            state = self.state_dict(alone=alone)
+            if self.parallel.is_main:
+                write_checkpoint(state, path)
+            if path == self.checkpoint_path:
+                self._saved_step = self.step
+            if not alone:
+                self.parallel.barrier()
         return path
 
     def load(self, path: str | Path | None = None) -> None:
         """Restore a checkpoint; every check runs before anything is copied into the trainer."""
         path = Path(path) if path is not None else self.checkpoint_path
-        state = read_checkpoint(path)
-        check_compatible(state, path, self.fingerprint, {"model": self.model, "ema": self.ema})
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.loader.load_state_dict(state["loader"])
-        self.step = int(state["step"])
-        self.parallel.restore_rng(self.generator, state["rng"], self.step)
-        self.metrics.truncate(self.step)
+        with self.lock:
+            state = read_checkpoint(path)
+            check_compatible(state, path, self.fingerprint, {"model": self.model, "ema": self.ema})
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.loader.load_state_dict(state["loader"])
+            self.step = int(state["step"])
+            self.parallel.restore_rng(self.generator, state["rng"], self.step)
+            self.metrics.truncate(self.step)
+        if path == self.checkpoint_path:
+            self._saved_step = self.step
 
     def maybe_resume(self) -> bool:
         """Load ``checkpoint.pt`` from the run directory if there is one."""

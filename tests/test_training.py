@@ -5,16 +5,28 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 
 import pytest
 import torch
 
 import scoresde as ss
+from scoresde import training
 from scoresde.data import TensorLoader, toy_2d
 from scoresde.losses import make_loss
 from scoresde.networks import MLP
+from scoresde.runlock import LOCK_NAME
 from scoresde.score import ScoreModel
-from scoresde.training import Hook, Trainer, TrainingStopped, read_checkpoint
+from scoresde.training import (
+    Hook,
+    NonFiniteError,
+    RunDirLocked,
+    StoppedAtOnce,
+    Trainer,
+    TrainingStopped,
+    all_finite,
+    read_checkpoint,
+)
 
 
 def _trainer(run_dir, *, fingerprint=None, width=16, batch=32, accumulate=1, loss=None, **kw):
@@ -208,3 +220,201 @@ def test_fingerprint_entries_no_longer_fingerprinted_are_ignored(tmp_path):
     assert _trainer(tmp_path, fingerprint={"data": {"name": "toy"}}).maybe_resume()
     with pytest.raises(ValueError, match=r"data\.seed: None \(checkpoint\) != 1 \(now\)"):
         _trainer(tmp_path, fingerprint={"data": {"name": "toy", "seed": 1}}).load()
+
+
+# -- faults: the run directory's lock, integrity, metrics, signals, non-finite values -------
+
+
+def test_a_second_trainer_on_the_run_directory_is_refused_naming_the_holder(tmp_path):
+    """While one trainer holds the lock (``with trainer.lock``, as ``scoresde train`` does) a
+    second one, even in this process, is refused naming its pid and host; the lock is released
+    when the block ends, also by an exception, and the lock file goes with it."""
+    first = _trainer(tmp_path)
+    with first.lock:
+        first.fit(2)
+        with pytest.raises(RunDirLocked, match=rf"in use: pid {os.getpid()} on host "
+                                               rf"{socket.gethostname()}, started 20"):
+            _trainer(tmp_path).fit(4)
+        assert first.lock.held
+    assert not first.lock.held and not (tmp_path / LOCK_NAME).exists()
+
+    def boom(trainer):
+        raise RuntimeError("hook failed")
+
+    failing = _trainer(tmp_path, hooks=[Hook(1, boom)])
+    assert failing.maybe_resume()
+    with pytest.raises(RuntimeError, match="hook failed"):
+        failing.fit(4)
+    assert not (tmp_path / LOCK_NAME).exists()
+    resumed = _trainer(tmp_path)
+    assert resumed.maybe_resume() and resumed.step == 2
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path):
+    """A lock file whose writer died (its identity left, no process holding the flock) is taken
+    over with a warning naming that writer."""
+    (tmp_path / LOCK_NAME).write_text(json.dumps(
+        {"pid": 999999, "host": "gone", "started": "2020-01-01T00:00:00", "command": "x"}))
+    tr = _trainer(tmp_path)
+    with pytest.warns(UserWarning, match=r"taking over the lock of pid 999999 on host gone.*killed"):
+        tr.fit(2)
+    assert read_checkpoint(tr.checkpoint_path)["step"] == 2
+
+
+def test_leftover_temporary_files_are_removed_when_the_run_starts(tmp_path):
+    """A killed checkpoint write leaves ``checkpoint.pt<random>.tmp`` (each a full checkpoint);
+    a killed metrics rewrite ``metrics.jsonl.tmp``; taking the lock removes both, nothing else."""
+    for name in ("checkpoint.ptk1x2y3z.tmp", "checkpoint.pt.123.abcd.tmp", "metrics.jsonl.tmp",
+                 "likelihood.json.tmp"):
+        (tmp_path / name).write_bytes(b"partial")
+    _trainer(tmp_path).fit(1)
+    assert sorted(p.name for p in tmp_path.glob("*.tmp")) == ["likelihood.json.tmp"]
+
+
+def _flip_in(path, tensor: torch.Tensor) -> None:
+    """Flip one byte of ``tensor``'s data inside the checkpoint file ``path``."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(tensor.numpy().tobytes())
+    assert at > 0
+    raw[at + 1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_in_a_tensor_are_refused_naming_the_file(tmp_path):
+    """One flipped byte in a weight used to load silently (the zip's CRC is not checked); the
+    checksum makes it an error naming the file, for resuming and for ``load_trained`` alike."""
+    tr = _trainer(tmp_path)
+    tr.fit(2)
+    _flip_in(tr.checkpoint_path, tr.model.state_dict()["net.out.2.weight"])
+    with pytest.raises(ValueError, match=rf"checkpoint {tr.checkpoint_path} is corrupt: the sha256"):
+        read_checkpoint(tr.checkpoint_path)
+    fresh = _trainer(tmp_path)
+    with pytest.raises(ValueError, match="is corrupt"):
+        fresh.maybe_resume()
+    assert fresh.step == 0
+
+
+def test_a_checkpoint_without_a_checksum_loads_with_a_warning(tmp_path):
+    """Files written before checksums existed still resume, unverified, with a warning."""
+    tr = _trainer(tmp_path)
+    tr.fit(2)
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    del state["checksum"]
+    torch.save(state, tr.checkpoint_path)
+    resumed = _trainer(tmp_path)
+    with pytest.warns(UserWarning, match="has no checksum"):
+        assert resumed.maybe_resume() and resumed.step == 2
+
+
+def test_checkpoints_follow_the_umask(tmp_path):
+    """mkstemp's 0600 is gone: the file gets 0666 less the umask, as any new file."""
+    old = os.umask(0o027)
+    try:
+        tr = _trainer(tmp_path)
+        tr.fit(1)
+    finally:
+        os.umask(old)
+    assert tr.checkpoint_path.stat().st_mode & 0o777 == 0o640
+
+
+def test_metrics_without_their_checkpoint_are_moved_aside_not_appended_to(tmp_path):
+    """A deleted checkpoint (or a crash before the first one) used to restart at step 0 and
+    append duplicate steps; the old records now move to ``metrics.orphaned-1.jsonl``, with a
+    warning naming both files."""
+    _trainer(tmp_path).fit(4)
+    old = (tmp_path / "metrics.jsonl").read_text()
+    (tmp_path / "checkpoint.pt").unlink()
+    with pytest.warns(UserWarning, match=r"metrics.jsonl has records up to step 4 but training "
+                                         r"starts at step 0, since there is no .*checkpoint.pt"):
+        _trainer(tmp_path).fit(2)
+    assert (tmp_path / "metrics.orphaned-1.jsonl").read_text() == old
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert steps == [2]
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning_on_resume(tmp_path):
+    """A crash in the middle of appending a record leaves a torn last line: resume drops it,
+    warning with the file's name; a bad line before the last is an error naming file and line."""
+    tr = _trainer(tmp_path)
+    tr.fit(4)
+    with open(tr.metrics_path, "a") as f:
+        f.write('{"kind": "train", "st')
+    resumed = _trainer(tmp_path)
+    with pytest.warns(UserWarning, match=rf"{tr.metrics_path}: dropping its torn last line"):
+        assert resumed.maybe_resume()
+    resumed.fit(6)
+    steps = [json.loads(line)["step"] for line in open(tr.metrics_path)]
+    assert steps == [2, 4, 6]
+    lines = tr.metrics_path.read_text().splitlines()
+    tr.metrics_path.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=rf"{tr.metrics_path}, line 2: not a metrics record"):
+        _trainer(tmp_path).maybe_resume()
+
+
+def test_a_second_signal_during_the_final_save_is_deferred(tmp_path, monkeypatch):
+    """The graceful stop promises a checkpoint after the step the signal arrived in; a second
+    signal during that checkpoint's write used to tear it off. Now the write completes and the
+    checkpoint is at the promised step."""
+    write = training.write_checkpoint
+
+    def write_signalled(state, path):
+        if state["step"] == 5:  # the graceful stop's own save
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write(state, path)
+
+    monkeypatch.setattr(training, "write_checkpoint", write_signalled)
+    tr = _trainer(tmp_path, loss=_signal_at_call(signal.SIGTERM, 5))
+    with pytest.raises(TrainingStopped, match="stopped after step 5"):
+        tr.fit(9)
+    assert read_checkpoint(tr.checkpoint_path)["step"] == 5
+
+
+def test_a_second_signal_mid_step_names_the_step_of_the_checkpoint_kept(tmp_path):
+    dsm, calls = make_loss("dsm", ss.VPSDE()), []
+
+    def loss(model, x0, gen):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return dsm(model, x0, gen)
+
+    tr = _trainer(tmp_path, loss=loss, ckpt_every=2)
+    with pytest.raises(StoppedAtOnce, match=rf"in step 5; {tr.checkpoint_path} is at step 4$"):
+        tr.fit(9)
+    assert read_checkpoint(tr.checkpoint_path)["step"] == 4
+
+
+def _nan_from_call(call: int):
+    """A DSM loss that is NaN from its ``call``-th evaluation on (so the weights turn NaN)."""
+    dsm, calls = make_loss("dsm", ss.VPSDE()), []
+
+    def loss(model, x0, gen):
+        calls.append(1)
+        return dsm(model, x0, gen) * (float("nan") if len(calls) >= call else 1.0)
+
+    return loss
+
+
+def test_a_non_finite_loss_stops_training_keeping_the_last_good_checkpoint(tmp_path):
+    """NaN from step 5: the record at step 6 (the mean over 5-6) stops the run before the
+    checkpoint due at 6, naming the step; the checkpoint stays at step 4, finite."""
+    tr = _trainer(tmp_path, loss=_nan_from_call(5), log_every=2, ckpt_every=2)
+    with pytest.raises(NonFiniteError, match=r"loss nan .* at step 6, the mean over steps 5-6: "
+                                             r"stopped; .*checkpoint.pt is at step 4"):
+        tr.fit(10)
+    state = read_checkpoint(tr.checkpoint_path)
+    assert state["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert [json.loads(line)["step"] for line in open(tr.metrics_path)] == [2, 4]
+
+
+def test_non_finite_weights_are_never_written(tmp_path):
+    """With no log point before the checkpoint, the weights' check before the write stops it."""
+    tr = _trainer(tmp_path, loss=_nan_from_call(3), log_every=100, ckpt_every=2)
+    with pytest.raises(NonFiniteError, match=r"non-finite weights after step 4: not writing"):
+        tr.fit(10)
+    state = read_checkpoint(tr.checkpoint_path)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["ema"].values())
+    assert all_finite([torch.ones(3), torch.zeros(())])
+    assert not all_finite([torch.ones(3), torch.tensor([1.0, float("inf")])])
+    assert not all_finite([torch.tensor([float("nan"), 1.0])])
