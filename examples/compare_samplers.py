@@ -32,7 +32,7 @@ def run(sde_name: str, d: Defaults, gm, reference, args) -> list[dict]:
                             generator=gen, device=args.device, dtype=torch.float64, **options)
         seconds = time.perf_counter() - tic
         runs.append(measure(label, sde_name, budget, steps, info.nfe, seconds, x.cpu(), reference,
-                            gm, options, args.seed).__dict__)
+                            gm, options, args.seed, score="oracle").__dict__)
     return runs
 
 
@@ -65,7 +65,7 @@ def main() -> None:
                                    reference, 128, torch.Generator().manual_seed(args.seed))
              for k in range(5)]
     runs = [r for name in SDES for r in run(name, d, gm, reference, args)]
-    save_json(args.out, "compare_samplers", {"n": d.n_samples, "floor_sw2": floor, "runs": runs})
+    save_json(args.out, "compare_samplers", {"n": d.n_samples, "floor_sliced_w2": floor, "runs": runs})
     args.out.mkdir(parents=True, exist_ok=True)
     quality_vs_nfe(args.out / "compare_samplers.png", runs, floor, list(SDES))
     chi2_figure(runs, args.out)

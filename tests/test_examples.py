@@ -48,7 +48,7 @@ def test_compare_samplers(tmp_path):
     names = {(x["sampler"], x["sde"]) for x in r["runs"]}
     assert ("ancestral", "subvp") not in names and ("ancestral", "ve") in names
     assert {s for s, _ in names} >= {"ald", "em", "reverse_diffusion", "pc", "ode", "ddim", "heun"}
-    assert all(x["nfe"] >= 1 and x["sw2"] > 0 for x in r["runs"])
+    assert all(x["nfe"] >= 1 and x["sliced_w2"] > 0 for x in r["runs"])
 
 
 def test_likelihood(tmp_path):

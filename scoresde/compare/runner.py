@@ -21,6 +21,7 @@ from scoresde.compare.plan import (
     QUICK_DEFAULTS,
     SDE_NAMES,
     TOY_DEFAULTS,
+    TOY_RECIPE,
     Defaults,
     plan_runs,
 )
@@ -65,15 +66,20 @@ class CompareOptions:
 
 @dataclass
 class Run:
-    """One sampler run: what was asked, what was spent, how good the sample is."""
+    """One sampler run: what was asked, which score drove it, what was spent, how good it is.
+
+    ``score`` is ``"trained"`` (the network) or ``"oracle"`` (the mixture's exact score, on the
+    same prior noise: its error is the sampler's discretisation error alone).
+    """
 
     sampler: str
     sde: str
+    score: str
     budget: int
     steps: int | None
     nfe: int
     seconds: float
-    sw2: float
+    sliced_w2: float
     chi2: float | None = None
     max_abs_z: float | None = None
     options: dict = field(default_factory=dict)
@@ -94,24 +100,34 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
     if unknown := sorted(set(sdes) - set(SDE_NAMES)):
         raise ValueError(f"sdes: each must be one of {SDE_NAMES}; got {unknown}")
     floor = _floor(oracle, data, reference, d.n_samples, opts.seed)
-    runs, nll, samples = [], [], {}
+    runs, nll, samples, phases = [], [], {}, dict.fromkeys(("train", "likelihood", "sample"), 0.0)
     for name in sdes:
+        clock = time.perf_counter()
         model = _train(_sde_config(base, name, data), data, run_dir / f"train_{name}", d, opts)
+        phases["train"] += time.perf_counter() - clock
         nll.append(_likelihood(model, name, data, oracle, d, opts))
+        phases["likelihood"] += nll[-1]["seconds"]
+        clock = time.perf_counter()
         runs += _sample_all(model, name, d, opts, reference, oracle, samples)
+        phases["sample"] += time.perf_counter() - clock
     result = {"config": base.name, "data": base.data.name, "options": _jsonable(asdict(opts)),
-              "floor_sw2": floor, "runs": [asdict(r) for r in runs], "likelihood": nll,
+              "train_steps": d.train_steps, "floor_sliced_w2": floor,
+              "runs": [asdict(r) for r in runs], "likelihood": nll, "phase_seconds": phases,
               "seconds": time.perf_counter() - tic, "cpu_seconds": time.process_time() - cpu}
     (run_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (run_dir / "report.md").write_text(report_markdown(result))
+    density = oracle.log_prob if oracle is not None else None
     for label in dict.fromkeys(r.sampler for r in runs):
-        sample_grid(run_dir / f"samples_{label}.png", label, samples, sdes, image)
+        sample_grid(run_dir / f"samples_{label}.png", label, samples, sdes, image, density,
+                    d.tolerances)
     quality_vs_nfe(run_dir / "quality_vs_nfe.png", result["runs"], floor, sdes)
     return result
 
 
 def _base_config(opts: CompareOptions) -> Config:
-    cfg = load_config(opts.config, list(opts.overrides))
+    """The config to train: ``--config`` (or the embedded mixture with :data:`TOY_RECIPE`)."""
+    recipe = list(TOY_RECIPE) if opts.config is None else []
+    cfg = load_config(opts.config, recipe + list(opts.overrides))
     if opts.data_dir:
         cfg.data.root = opts.data_dir
     return cfg
@@ -150,6 +166,8 @@ def _train(cfg: Config, data: Dataset, run_dir: Path, d: Defaults, opts: Compare
     cfg.train.steps = d.train_steps
     cfg.train.seed = opts.seed
     cfg.train.warmup = min(cfg.train.warmup, d.train_steps // 10)
+    if cfg.train.lr_schedule == "cosine":
+        cfg.train.lr_decay_steps = max(1, d.train_steps)
     cfg.train.ckpt_every = cfg.train.log_every = max(1, d.train_steps)
     for stale in ("checkpoint.pt", "metrics.jsonl"):
         (run_dir / stale).unlink(missing_ok=True)
@@ -161,28 +179,37 @@ def _train(cfg: Config, data: Dataset, run_dir: Path, d: Defaults, opts: Compare
 
 def _sample_all(model, sde_name: str, d: Defaults, opts: CompareOptions, reference: Tensor,
                 oracle: GaussianMixture | None, samples: dict) -> list[Run]:
+    """Every planned run with the trained network and, on the mixture, with the exact score,
+    each pair from the same prior noise (seed ``opts.seed + 1``)."""
     shape = (d.n_samples, *reference.shape[1:])
+    scores = {"trained": model}
+    if oracle is not None:
+        scores["oracle"] = oracle.score_fn(model.sde)
     plan = plan_runs(sde_name, flatten_batch(reference).shape[1], d, opts.samplers)
     runs = []
     for label, sampler, budget, steps, options in tqdm(plan, desc=f"sample {sde_name}",
                                                        disable=not opts.progress):
-        gen = torch.Generator(opts.device).manual_seed(opts.seed + 1)
-        tic = time.perf_counter()
-        with torch.no_grad():
-            x, info = sample(model, model.sde, shape, sampler=sampler, steps=steps,
-                             generator=gen, device=opts.device, **options)
-        seconds = time.perf_counter() - tic
-        samples[(label, sde_name, budget)] = x.cpu()
-        runs.append(measure(label, sde_name, budget, steps, info.nfe, seconds, x.cpu(),
-                             reference, oracle, options, opts.seed))
+        for score, score_fn in scores.items():
+            gen = torch.Generator(opts.device).manual_seed(opts.seed + 1)
+            tic = time.perf_counter()
+            with torch.no_grad():
+                x, info = sample(score_fn, model.sde, shape, sampler=sampler, steps=steps,
+                                 generator=gen, device=opts.device, **options)
+            seconds = time.perf_counter() - tic
+            samples[(label, sde_name, budget, score)] = x.cpu()
+            runs.append(measure(label, sde_name, budget, steps, info.nfe, seconds, x.cpu(),
+                                reference, oracle, options, opts.seed, score))
     return runs
 
 
-def measure(label, sde_name, budget, steps, nfe, seconds, x, reference, oracle, options,
-             seed) -> Run:
+def measure(label: str, sde_name: str, budget: int, steps: int | None, nfe: int, seconds: float,
+            x: Tensor, reference: Tensor, oracle: GaussianMixture | None, options: dict,
+            seed: int, score: str = "trained") -> Run:
+    """A :class:`Run` of sample ``x``: sliced W2 to ``reference`` and, with an oracle, the
+    mixture statistics (``inf`` / ``None`` when ``x`` is not finite)."""
     finite = bool(torch.isfinite(x).all())
     dist = sw2(x, reference, seed) if finite else float("inf")
-    run = Run(label, sde_name, budget, steps, nfe, seconds, dist, options=_jsonable(options))
+    run = Run(label, sde_name, score, budget, steps, nfe, seconds, dist, options=_jsonable(options))
     if oracle is not None and finite:
         stats = mixture_stats(oracle, x)
         run.chi2, run.max_abs_z = stats.chi2, stats.max_abs_z
