@@ -66,12 +66,12 @@ import torch
 from torch import Tensor
 
 from scoresde.dequantize import check_levels, check_range, nats_to_bits_per_dim
-from scoresde.sde import SDE, VPSDE, ScoreFn
+from scoresde.losses import importance_time
+from scoresde.sde import SDE, VPSDE, ScoreFn, posterior_mean
 from scoresde.shapes import append_dims, flatten_batch, require_finite
 
 KINDS = ("discrete", "continuous")
 VARIANCES = ("beta", "beta_tilde")
-_TIME_CELLS = 4096
 
 
 @dataclass
@@ -297,7 +297,8 @@ def _mean_se(draws: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _chain(sde: SDE, steps: int, like: Tensor) -> _Chain:
-    """The DDPM chain with ``sde``'s betas, and ``t_n`` solving ``B(t_n) = -ln ᾱ_n``."""
+    """The DDPM chain with ``sde``'s betas, and ``t_n`` with ``m(t_n)^2 = ᾱ_n``: for VP the ratio
+    ``σ̃(t_n) = std / m = sqrt((1 - ᾱ_n) / ᾱ_n)`` (``sde.time_of_ratio``)."""
     if not isinstance(sde, VPSDE):
         raise ValueError(
             "kind='discrete' needs a VPSDE: the DDPM bound is built on the VP chain's betas and "
@@ -309,9 +310,7 @@ def _chain(sde: SDE, steps: int, like: Tensor) -> _Chain:
     if float(betas[-1]) >= 1:
         raise ValueError(f"steps must exceed beta_max = {sde.beta_max} so that every β_n < 1")
     abar = torch.cumprod(1 - betas, 0)
-    a, b = 0.5 * (sde.beta_max - sde.beta_min), sde.beta_min
-    c = -abar.log()
-    times = (2 * c / (b + (b * b + 4 * a * c).sqrt())).clamp(max=sde.T)
+    times = sde.time_of_ratio(((1 - abar) / abar).sqrt()).clamp(max=sde.T)
     fields = (betas, 1 - betas, abar, torch.cat([abar.new_ones(1), abar[:-1]]), times)
     return _Chain(*(f.to(dtype=like.dtype, device=like.device) for f in fields))
 
@@ -405,8 +404,7 @@ def _rowwise(fn, x0: Tensor, *cols: Tensor, chunk_size: int) -> Tensor:
 
 def _continuous(score_fn, sde, data, n_t, n_rec, eps, importance, generator, chunk_size):
     x0 = data.x0
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, {sde.T}); got {eps}")
+    sde.check_eps(eps)
     B, dim = x0.shape[0], flatten_batch(x0).shape[1]
     t, weight = _sample_times(sde, eps, importance, (n_t, B), x0, generator)
     terms = _rowwise(
@@ -430,36 +428,23 @@ def _continuous(score_fn, sde, data, n_t, n_rec, eps, importance, generator, chu
     )
 
 
-def _bin_time(sde: SDE, half_width: float, iters: int = 60) -> float:
-    """The ``t`` with ``std(t) / m(t) = half_width`` by bisection (``std / m`` grows with ``t``)."""
-    lo, hi = 0.0, sde.T
-    for _ in range(iters):
-        mid = torch.tensor(0.5 * (lo + hi), dtype=torch.float64)
-        below = float(sde.std(mid) / sde.mean_coef(mid)) < half_width
-        lo, hi = (float(mid), hi) if below else (lo, float(mid))
-    return 0.5 * (lo + hi)
+def _bin_time(sde: SDE, half_width: float) -> float:
+    """The ``t <= T`` with ``std(t) / m(t) = half_width`` (``sde.time_of_ratio``)."""
+    return min(float(sde.time_of_ratio(half_width)), sde.T)
 
 
 def _sample_times(sde: SDE, eps: float, importance: bool, shape, like: Tensor, generator):
-    """``t`` in ``[eps, T]`` and ``1 / p(t)`` for a piecewise-uniform density ``p``.
-
-    The cells are log-spaced; cell ``k`` has mass ``Δ_k`` (uniform ``t``) or ``h(t_k) Δ_k`` with
-    ``h = g^2 / std^2`` at its midpoint (importance). ``1/p`` is that of the density actually
-    sampled, so the estimate is unbiased however coarse the cells.
-    """
-    kw = {"dtype": torch.float64, "device": like.device}
-    edges = torch.linspace(math.log(eps), math.log(sde.T), _TIME_CELLS + 1, **kw).exp()
-    width = edges.diff()
-    mass = width
+    """``t`` in ``[eps, T]`` and ``1 / p(t)``: ``p`` uniform, or with ``importance`` the density
+    ``∝ g^2 / std^2`` of :func:`scoresde.losses.importance_time`, whose weight ``w`` is
+    ``1 / ((T - eps) p)``. ``1/p`` is that of the density actually sampled, so the estimate is
+    unbiased however coarse its cells."""
+    kw = {"generator": generator, "device": like.device, "dtype": like.dtype}
+    n = math.prod(shape)
     if importance:
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        mass = width * sde.diffusion(mid) ** 2 / sde.std(mid) ** 2
-    cdf = mass.cumsum(0)
-    u = torch.rand(shape, generator=generator, **kw) * cdf[-1]
-    cell = torch.searchsorted(cdf, u, right=True).clamp(max=_TIME_CELLS - 1)
-    t = edges[cell] + width[cell] * torch.rand(shape, generator=generator, **kw)
-    inv_density = cdf[-1] * width[cell] / mass[cell]
-    return t.clamp(eps, sde.T).to(like.dtype), inv_density.to(like.dtype)
+        t, w = importance_time(sde, n, eps=eps, **kw)
+    else:
+        t, w = eps + (sde.T - eps) * torch.rand(n, **kw), torch.ones(n, dtype=like.dtype, device=like.device)
+    return t.reshape(shape), (sde.T - eps) * w.reshape(shape)
 
 
 def _perturb(sde: SDE, x0: Tensor, t: Tensor, generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -488,5 +473,4 @@ def _dsm(score_fn, sde: SDE, x0: Tensor, t: Tensor, generator) -> Tensor:
 def _tweedie_decoder(score_fn, sde: SDE, data: _Data, x0: Tensor, t: Tensor, generator) -> Tensor:
     """``-log N(x_0; (x_t + std^2 s) / m, (std / m)^2 I)`` (or discretised), ``x_t ~ p_0t``."""
     xt, _, m, std = _perturb(sde, x0, t, generator)
-    mean = (xt + std**2 * score_fn(xt, t)) / m
-    return _decoder_nll(data, x0, mean, std / m)
+    return _decoder_nll(data, x0, posterior_mean(xt, score_fn(xt, t), m, std), std / m)

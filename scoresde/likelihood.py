@@ -112,7 +112,7 @@ class _Clock:
 class _AugmentedODE(torch.nn.Module):
     """Right-hand side of ``d[y, ℓ]/dτ = [F(y, τ), ∇_y·F(y, τ)]``; counts score evaluations.
 
-    In ``t``, ``F = f̃ = -(β(t) y + g(t)^2 s(y, t)) / 2`` (the SDE's drift is ``-β x / 2``), with
+    In ``t``, ``F = f̃ = f(y, t) - g(t)^2 s(y, t) / 2`` (``f = sde.drift_coef(t) y``), with
     ``t`` a shared 0-d tensor so the per-call coefficients cost no batch-sized work.
     """
 
@@ -127,7 +127,7 @@ class _AugmentedODE(torch.nn.Module):
         if self.clock is None:
             t = tau.clamp(self.eps, self.sde.T)
             s = self.score_fn(y, t.expand(y.shape[0]))
-            return -0.5 * (self.sde.beta(t) * y + self.sde.diffusion(t) ** 2 * s), t
+            return self.sde.drift_coef(t) * y - 0.5 * self.sde.diffusion(t) ** 2 * s, t
         t = self.clock.t_of(tau)
         m = self.sde.mean_coef(t)
         v = self.clock.velocity_factor(t) * self.score_fn(m * y, t.expand(y.shape[0]))
@@ -227,8 +227,7 @@ def log_likelihood(
     if x.ndim < 2 or not x.is_floating_point():
         raise ValueError(f"x must be a floating tensor of shape (batch, ...); got {x.dtype} {tuple(x.shape)}")
     require_finite(x, "x")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T = {sde.T}); got {eps}")
+    sde.check_eps(eps)
     if not isinstance(n_probes, int) or n_probes < 1:
         raise ValueError(f"n_probes must be a positive integer; got {n_probes!r}")
     dim = flatten_batch(x).shape[1]

@@ -69,7 +69,7 @@ def lognormal_time(
     Sampled exactly by the inverse CDF: ``ln σ̃ = p_mean + p_std Φ⁻¹(u)``, ``u ~ U[Φ(a), Φ(b)]``,
     ``a, b`` the standardised log-ratios at ``eps`` and ``T``.
     """
-    _check_eps(eps, sde.T)
+    sde.check_eps(eps)
     if not p_std > 0:
         raise ValueError(f"p_std must be > 0; got {p_std}")
     ends = torch.tensor([eps, sde.T], dtype=torch.float64)
@@ -97,7 +97,7 @@ def importance_time(
     With the likelihood weighting ``λ w ≈ const · s(t)^2`` and the per-sample loss behaves like the
     ε-loss instead of blowing up as ``1 / s(t)^2`` near ``eps``.
     """
-    _check_eps(eps, sde.T)
+    sde.check_eps(eps)
     edges = torch.logspace(
         torch.log10(torch.tensor(eps)), torch.log10(torch.tensor(sde.T)), cells + 1,
         dtype=torch.float64,
@@ -137,7 +137,7 @@ def dsm_loss(
     ``importance=True`` (only with ``weighting_name="likelihood"``) draws ``t`` from
     :func:`importance_time` and multiplies by its weight: same expectation, lower variance.
     """
-    _check_eps(eps, sde.T)
+    sde.check_eps(eps)
     n = x0.shape[0]
     if time_dist not in TIME_DISTS:
         raise ValueError(f"time_dist must be one of {TIME_DISTS}; got {time_dist!r}")
@@ -264,8 +264,3 @@ def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return per_sample
     raise ValueError(f"reduction must be 'mean' or 'none'; got {reduction!r}")
-
-
-def _check_eps(eps: float, T: float) -> None:
-    if not 0 < eps < T:
-        raise ValueError(f"eps must lie in (0, {T}); got {eps}")

@@ -72,8 +72,7 @@ class ScoreModel(nn.Module):
         t = batch_time(t, x, self.sde.T)
         if self.parameterization == "edm":
             return self._edm_denoise(x, t)
-        std, m = (append_dims(v, x.ndim) for v in (self.sde.std(t), self.sde.mean_coef(t)))
-        return (x + std**2 * self(x, t)) / m
+        return self.sde.denoise(x, t, self(x, t))
 
     def preconditioning(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """EDM's ``(c_skip, c_out, c_in, c_noise)`` at ``σ̃ = s(t) / m(t)``, each ``(batch,)``."""

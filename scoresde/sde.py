@@ -46,10 +46,14 @@ class SDE(abc.ABC):
     def prior_std(self) -> float:
         """Standard deviation of the isotropic Gaussian prior ``N(0, prior_std^2 I)``."""
 
+    def drift_coef(self, t: Tensor) -> Tensor:
+        """``-β(t) / 2``, the coefficient of the linear drift ``f(x, t) = -β(t) x / 2``."""
+        return -0.5 * self.beta(t)
+
     def drift(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """``f(x, t) = -beta(t) x / 2`` for VP and sub-VP, zero for VE."""
+        """``f(x, t) = -β(t) x / 2`` (:meth:`drift_coef` times ``x``) for VP and sub-VP, zero for VE."""
         t = batch_time(t, x, self.T)
-        return -0.5 * append_dims(self.beta(t), x.ndim) * x
+        return append_dims(self.drift_coef(t), x.ndim) * x
 
     def marginal(self, x0: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor]:
         """Mean and std of ``p_0t(x_t | x_0)``: ``(m(t) x_0, s(t))``.
@@ -58,6 +62,17 @@ class SDE(abc.ABC):
         """
         t = batch_time(t, x0, self.T)
         return append_dims(self.mean_coef(t), x0.ndim) * x0, append_dims(self.std(t), x0.ndim)
+
+    def denoise(self, x: Tensor, t: float | Tensor, score: Tensor) -> Tensor:
+        """Tweedie's ``E[x_0 | x_t] = (x_t + s(t)^2 score) / m(t)`` (:func:`posterior_mean` at ``t``)."""
+        t = batch_time(t, x, self.T)
+        return posterior_mean(x, score, append_dims(self.mean_coef(t), x.ndim),
+                              append_dims(self.std(t), x.ndim))
+
+    def check_eps(self, eps: float) -> None:
+        """Raise ``ValueError`` unless the start time ``eps`` lies in ``(0, T)``."""
+        if not 0 < eps < self.T:
+            raise ValueError(f"eps must lie in (0, T) = (0, {self.T}); got {eps!r}")
 
     def prior_sample(
         self,
@@ -328,6 +343,12 @@ class VESDE(SDE):
         return torch.exp(
             torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), n_levels, dtype=dtype)
         )
+
+
+def posterior_mean(x: Tensor, score: Tensor, m: float | Tensor, std: float | Tensor) -> Tensor:
+    """Tweedie's formula ``E[x_0 | x_t] = (x_t + std^2 ∇ log p_t(x_t)) / m`` for ``p_0t = N(m x_0,
+    std^2 I)``; ``m`` and ``std`` are floats or tensors that broadcast against ``x``."""
+    return (x + std**2 * score) / m
 
 
 def finite_parameters(**values: float) -> None:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from scoresde.shapes import append_dims, batch_time, check_time
+from scoresde.sde import posterior_mean
+from scoresde.shapes import batch_time, check_time
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict], None]
@@ -30,12 +31,12 @@ class CountingScore:
 class Grid:
     """A decreasing time grid ``ts`` with its coefficients computed once per run.
 
-    ``t[i]``, ``m[i] = m(t_i)``, ``std[i] = std(t_i)``, ``beta[i] = β(t_i)`` and
-    ``g2[i] = g(t_i)^2`` are Python floats evaluated in float64, as is the forward step from
-    ``t_{i+1}`` to ``t_i`` of ``sde.discretize``, ``x_{t_i} = x_{t_{i+1}} + f + G z`` with
-    ``f = chain_f[i] x`` (every SDE here is linear in ``x``) and ``G = chain_g[i]``. So a step does
-    no tensor work on scalars and no host synchronisation; :meth:`time` is the ``(batch,)`` time
-    the score takes.
+    ``t[i]``, ``m[i] = m(t_i)``, ``std[i] = std(t_i)``, ``drift_coef[i] = -β(t_i) / 2`` (the drift
+    is ``drift_coef[i] x``) and ``g2[i] = g(t_i)^2`` are Python floats evaluated in float64, as is
+    the forward step from ``t_{i+1}`` to ``t_i`` of ``sde.discretize``,
+    ``x_{t_i} = x_{t_{i+1}} + f + G z`` with ``f = chain_f[i] x`` (every SDE here is linear in ``x``)
+    and ``G = chain_g[i]``. So a step does no tensor work on scalars and no host synchronisation;
+    :meth:`time` is the ``(batch,)`` time the score takes.
     ``steps = len(ts) - 1``. Raises ``ValueError`` if ``ts`` leaves ``[0, T]``.
     """
 
@@ -45,7 +46,7 @@ class Grid:
         self.sde, self.steps = sde, len(ts) - 1
         self.t = ts64.tolist()
         self.m, self.std = sde.mean_coef(ts64).tolist(), sde.std(ts64).tolist()
-        self.beta, self.g2 = sde.beta(ts64).tolist(), (sde.diffusion(ts64) ** 2).tolist()
+        self.drift_coef, self.g2 = sde.drift_coef(ts64).tolist(), (sde.diffusion(ts64) ** 2).tolist()
         f, G = sde.discretize(torch.ones(self.steps, 1, dtype=torch.float64), ts64[:-1], -ts64.diff())
         self.chain_f, self.chain_g = f.flatten().tolist(), G.flatten().tolist()
         self._times = ts.to(x.device, x.dtype).unsqueeze(1).expand(-1, x.shape[0])
@@ -59,8 +60,8 @@ class Grid:
         return self.std[i] / self.m[i]
 
     def denoised(self, i: int, x: Tensor, score: Tensor) -> Tensor:
-        """Tweedie's ``D = (x + std_i^2 s) / m_i`` at grid point ``i``."""
-        return torch.add(x, score, alpha=self.std[i] ** 2) / self.m[i]
+        """Tweedie's ``D = (x + std_i^2 s) / m_i`` at grid point ``i`` (``sde.posterior_mean``)."""
+        return posterior_mean(x, score, self.m[i], self.std[i])
 
 
 def noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -85,7 +86,6 @@ def report(sampler: str, i: int, t: Tensor, x: Tensor, callback: Callback | None
 
 
 def tweedie(score_fn: ScoreFn, sde, x: Tensor, t: float | Tensor) -> Tensor:
-    """Tweedie's denoiser ``E[x_0 | x_t] = (x_t + std(t)^2 s(x_t, t)) / m(t)``."""
+    """Tweedie's denoiser ``E[x_0 | x_t]`` with the score ``score_fn(x_t, t)`` (``sde.denoise``)."""
     t = batch_time(t, x, sde.T)
-    std, m = append_dims(sde.std(t), x.ndim), append_dims(sde.mean_coef(t), x.ndim)
-    return (x + std**2 * score_fn(x, t)) / m
+    return sde.denoise(x, t, score_fn(x, t))

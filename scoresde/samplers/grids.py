@@ -18,8 +18,7 @@ def check_grid_args(sde, steps: int, eps: float) -> None:
     """Raise ``ValueError`` unless ``steps`` is an integer ``>= 1`` and ``0 < eps < T``."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}); got {eps!r}")
+    sde.check_eps(eps)
 
 
 def uniform(sde, steps: int, eps: float) -> Tensor:

@@ -19,9 +19,9 @@ from scoresde.sde import VESDE, VPSDE
 
 def em_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None) -> Tensor:
     """Euler–Maruyama on the reverse SDE from ``t = t_i`` to ``t_{i+1}``, ``Δt = t_{i+1} - t < 0``:
-    ``x' = x + [f(x, t) - g(t)^2 s(x, t)] Δt + g(t) sqrt(-Δt) z`` with ``f = -β(t) x / 2``."""
+    ``x' = x + [f(x, t) - g(t)^2 s(x, t)] Δt + g(t) sqrt(-Δt) z`` with ``f = drift_coef(t) x``."""
     dt = grid.t[i + 1] - grid.t[i]
-    drift = -0.5 * grid.beta[i] * x - grid.g2[i] * score_fn(x, grid.time(i))
+    drift = grid.drift_coef[i] * x - grid.g2[i] * score_fn(x, grid.time(i))
     return x + drift * dt + math.sqrt(-grid.g2[i] * dt) * noise_like(x, generator)
 
 
