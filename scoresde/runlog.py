@@ -51,18 +51,27 @@ class MetricsLog:
                               f"when a run was killed)", stacklevel=3)
         return records
 
-    def last_step(self) -> int:
-        """The largest step of a record (0 if there is none)."""
-        return max((step for step, _ in self.read()), default=0)
-
     def truncate(self, step: int) -> None:
-        """Keep only the records of steps up to ``step``, and no torn line (atomically:
-        temporary file, then rename)."""
-        if not self.enabled or not self.path.exists():
-            return
-        kept = [line for s, line in self.read() if s <= step]
+        """Keep only the records of steps up to ``step``, and no torn line."""
+        if self.enabled and self.path.exists():
+            self._rewrite([line for s, line in self.read() if s <= step])
+
+    def claim(self, step: int) -> tuple[int, Path] | None:
+        """Make the file end at ``step`` for a run starting there: a file with records beyond
+        it (a run whose checkpoint is gone) is moved aside, returning ``(its last step, where it
+        went)``; otherwise only a torn last line is dropped."""
+        records = self.read()
+        last = max((s for s, _ in records), default=0)
+        if last > step:
+            return last, self.move_aside()
+        if self.enabled and self.path.exists():
+            self._rewrite([line for _, line in records])
+        return None
+
+    def _rewrite(self, lines: list[str]) -> None:
+        """Replace the file by ``lines``, atomically (temporary file, then rename)."""
         tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept))
+        tmp.write_text("".join(lines))
         os.replace(tmp, self.path)
 
     def move_aside(self) -> Path:

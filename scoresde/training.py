@@ -243,15 +243,13 @@ class Trainer:
     def _claim_metrics(self) -> None:
         """Make ``metrics.jsonl`` end at :attr:`step`: move a file with later records aside, drop
         a torn last line."""
-        last = self.metrics.last_step()
-        if last <= self.step:
-            self.metrics.truncate(self.step)
-            return
-        why = (f"{self.checkpoint_path} was not loaded (maybe_resume() continues it)"
-               if self.checkpoint_path.exists() else f"there is no {self.checkpoint_path}")
-        aside = self.metrics.move_aside()
-        warnings.warn(f"{self.metrics_path} has records up to step {last} but training starts at "
-                      f"step {self.step}, since {why}: moved it to {aside}", stacklevel=3)
+        moved = self.metrics.claim(self.step)
+        if moved is not None:
+            why = (f"{self.checkpoint_path} was not loaded (maybe_resume() continues it)"
+                   if self.checkpoint_path.exists() else f"there is no {self.checkpoint_path}")
+            warnings.warn(f"{self.metrics_path} has records up to step {moved[0]} but training "
+                          f"starts at step {self.step}, since {why}: moved it to {moved[1]}",
+                          stacklevel=3)
 
     def _loop(self, steps: int, bar: tqdm) -> None:
         window = Window()
