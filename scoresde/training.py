@@ -271,10 +271,10 @@ class Trainer:
         record = self.parallel.reduce_metrics({"kind": "train", "step": self.step, **means,
                                                "lr": self.lr_at(self.step - 1), "steps_per_s": rate})
         if not (math.isfinite(record["loss"]) and math.isfinite(record["grad_norm"])):
+            mean = f", the mean over steps {self.step - count + 1}-{self.step}" if count > 1 else ""
             raise NonFiniteError(
                 f"non-finite training loss {record['loss']} (gradient norm {record['grad_norm']}) "
-                f"at step {self.step}, the mean over steps {self.step - count + 1}-{self.step}: "
-                f"stopped; {self._kept()}; a lower learning rate may help")
+                f"at step {self.step}{mean}: stopped; {self._kept()}; a lower learning rate may help")
         self.log(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}")
 
