@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from scoresde.build import default_device
-from scoresde.compare.runner import CompareOptions, run_compare
+from scoresde.compare.plan import CompareOptions
+from scoresde.compare.runner import run_compare
 from scoresde.samplers import SAMPLERS
 
 
@@ -16,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``scoresde compare`` options."""
     parser.add_argument("--config", help="YAML config (default: the embedded 2-D mixture); "
                         "e.g. configs/digits_vp.yaml or configs/mnist_vp.yaml")
+    parser.add_argument("--checkpoint", metavar="RUN", help="a trained image run directory "
+                        "(checkpoint.pt, config.yaml) to compare the samplers on, instead of training")
     parser.add_argument("--run-dir", default="runs/compare", help="output directory")
     parser.add_argument("--data-dir", help="directory of the MNIST .gz files "
                         "(default: ../shared/data/mnist beside the checkout)")
@@ -24,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nfe", help="comma-separated NFE budgets, e.g. 10,25,50,100")
     parser.add_argument("--train-steps", type=int, help="optimiser steps per SDE")
     parser.add_argument("--n-samples", type=int, help="samples per sampler run")
-    parser.add_argument("--n-likelihood", type=int, help="held-out points for the PF-ODE NLL")
+    parser.add_argument("--n-likelihood", type=int, help="held-out points for the PF-ODE NLL "
+                        "(0: skip; default 500 on toys, 0 on images)")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--seed", type=int, default=0)
@@ -40,7 +44,8 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
         return tuple(cast(v) for v in value.split(",")) if value else None
 
     return CompareOptions(
-        config=args.config, overrides=tuple(args.set), data_dir=args.data_dir,
+        config=args.config, checkpoint=args.checkpoint, overrides=tuple(args.set),
+        data_dir=args.data_dir,
         sdes=split(args.sdes), samplers=split(args.samplers), nfe=split(args.nfe, int),
         train_steps=args.train_steps, n_samples=args.n_samples, n_likelihood=args.n_likelihood,
         quick=args.quick,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scoresde.samplers import SAMPLERS
 from scoresde.samplers.budget import steps_for
@@ -24,21 +24,57 @@ deviations 2.7 and 2.1), log-normal noise levels centred lower than EDM's images
 deterministic samplers at their largest NFE come within 1.5x of the exact score's sliced W2,
 where the config's own ``eps`` loss at 800 steps stayed 4-5x above it (docs/samplers.md)."""
 
+STOCHASTIC = ("ald", "em", "reverse_diffusion", "ancestral", "pc")
+"""The samplers that inject noise at every step (they need many steps on images)."""
+
+
+@dataclass
+class CompareOptions:
+    """What ``compare`` trains and measures (``None`` fields take defaults from the data kind).
+
+    ``config``: YAML file (default: the embedded 2-D mixture); ``checkpoint``: a trained image
+    run directory to judge instead of training; ``sdes``: SDE names (default: all three for 2-D
+    toys, the config's own for images); ``nfe``: target budgets; ``train_steps``: optimiser
+    steps per SDE; ``n_samples`` / ``n_likelihood``: points per sampler run / held-out points
+    for the likelihood (0: none).
+    """
+
+    config: str | None = None
+    checkpoint: str | None = None
+    overrides: tuple[str, ...] = ()
+    data_dir: str | None = None
+    sdes: tuple[str, ...] | None = None
+    samplers: tuple[str, ...] | None = None
+    nfe: tuple[int, ...] | None = None
+    train_steps: int | None = None
+    n_samples: int | None = None
+    n_likelihood: int | None = None
+    quick: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+
+
 @dataclass
 class Defaults:
-    """Budgets for one data kind; ``quick`` replaces them by a seconds-long smoke run."""
+    """Budgets for one data kind; ``quick`` replaces them by a seconds-long smoke run.
+
+    ``stochastic_nfe`` (if set) replaces ``nfe`` for the :data:`STOCHASTIC` samplers, which need
+    far more steps than the ODE solvers on images; ``train_steps`` ``None``: the config's own."""
 
     nfe: tuple[int, ...]
-    train_steps: int
+    train_steps: int | None
     n_samples: int
     n_likelihood: int
     tolerances: tuple[float, ...] = ODE_TOLERANCES
     likelihood_tol: float = 1e-4
     reference_size: int = 10_000
+    stochastic_nfe: tuple[int, ...] | None = field(default=None)
 
 
 TOY_DEFAULTS = Defaults((10, 25, 50, 100), 2400, 2000, 500, (1e-2, 1e-3, 1e-4))
-IMAGE_DEFAULTS = Defaults((10, 50), 300, 64, 64, (1e-2, 1e-3), 1e-3)
+IMAGE_DEFAULTS = Defaults((5, 10, 20, 50), None, 500, 0, (1e-2, 1e-3), 1e-3,
+                          stochastic_nfe=(50, 100, 250))
 QUICK_DEFAULTS = Defaults((10,), 30, 300, 40, (1e-2,), 1e-3, 2000)
 
 
@@ -53,7 +89,8 @@ def plan_runs(sde_name: str, dim: int, d: Defaults, samplers: tuple[str, ...] | 
             plan += [(label, "ode", i, None, {"rtol": tol, "atol": tol})
                      for i, tol in enumerate(d.tolerances)]
             continue
-        for budget in d.nfe:
+        budgets = d.stochastic_nfe if d.stochastic_nfe and label in STOCHASTIC else d.nfe
+        for budget in budgets:
             steps, options = steps_for(label, budget)
             if label == "pc" and dim < SMALL_DIM:
                 options = {"corrector": "ald"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +104,49 @@ def quality_vs_nfe(path: Path, runs: list[dict], floor: list[float], sdes) -> No
         ax.set_xlabel("NFE (score evaluations)"), ax.set_title(sde_name)
     axes[0, 0].set_ylabel("sliced W2 to the truth (dashed: exact score)")
     axes[0, -1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def fd_vs_nfe(path: Path, result: dict) -> None:
+    """FD and confident share against the measured NFE (log axis), one line per sampler, the
+    data's floor as a dashed line."""
+    plt = pyplot()
+    fig, (ax_fd, ax_conf) = plt.subplots(1, 2, figsize=(11, 4))
+    runs, floor = result["runs"], result["floor"]
+    for i, label in enumerate(dict.fromkeys(r["sampler"] for r in runs)):
+        pts = sorted((r["nfe"], r["fd"], r["confident"]) for r in runs if r["sampler"] == label)
+        nfe, fd, conf = zip(*pts, strict=True)
+        ax_fd.plot(nfe, fd, **line_style(i), label=line_label(label))
+        ax_conf.plot(nfe, [100 * c for c in conf], **line_style(i))
+    ax_fd.axhline(floor["fd"], color="0.3", ls="--", label="data floor (real images)")
+    ax_conf.axhline(100 * floor["confident"], color="0.3", ls="--")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for ax, name in ((ax_fd, "Fréchet distance (features)"), (ax_conf, "confident share (%)")):
+        ax.set_xscale("log"), ax.set_xlabel("NFE (score evaluations)"), ax.set_ylabel(name)
+        ax.xaxis.set_major_formatter(ScalarFormatter()), ax.xaxis.set_minor_formatter(NullFormatter())
+    ax_fd.set_yscale("log")
+    ax_fd.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{result['config']}: {result['n']} samples per run, same prior noise")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def image_samples(path: Path, label: str, samples: dict,
+                  tolerances: tuple[float, ...] = ODE_TOLERANCES) -> None:
+    """One 8 x 8 image grid per budget of ``label`` (``samples`` maps ``(label, budget)`` to
+    images; the same prior noise in every panel)."""
+    plt = pyplot()
+    budgets = sorted(b for (lab, b) in samples if lab == label)
+    fig, axes = plt.subplots(1, len(budgets), figsize=(2.8 * len(budgets), 3.1), squeeze=False)
+    for budget, ax in zip(budgets, axes[0], strict=True):
+        x = samples[(label, budget)]
+        show_images(ax, x, math.isqrt(len(x)))
+        ax.set_title(budget_name(label, budget, tolerances), fontsize=9)
+    fig.suptitle(f"{line_label(label)}: the same prior noise at every budget", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -70,3 +70,28 @@ def _label(r: dict) -> str:
 
 def _num(value, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+def image_report(result: dict) -> str:
+    """``report.md`` of an image comparison: one row per sampler run, the data's floor first."""
+    f, n = result["floor"], result["n"]
+    source = f"checkpoint {result['checkpoint']}" if result["checkpoint"] else "trained here"
+    lines = [f"# scoresde compare: {result['config']} ({result['data']}, {source})", "",
+             f"Each run draws {n} images from the same prior noise; FD and KD (± its standard "
+             f"error over subsets) compare the feature-classifier features of the samples with "
+             f"the test split's; \"confident\": the share the classifier labels with p > 0.9. "
+             f"The floor is {n} real training images judged the same way.", "",
+             "| sampler | NFE | FD | KD ± se | confident | max class dev | wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|",
+             f"| data floor (real images) | — | {f['fd']:.3g} | {f['kd']:.3g} ± {f['kd_se']:.2g} | "
+             f"{f['confident']:.1%} | {f['max_class_dev']:.1%} | — |"]
+    for r in result["runs"]:
+        lines.append(f"| {_label(r)} | {r['nfe']} | {r['fd']:.3g} | {r['kd']:.3g} ± {r['kd_se']:.2g} | "
+                     f"{r['confident']:.1%} | {r['max_class_dev']:.1%} | {r['seconds']:.1f} |")
+    for r in result["likelihood"]:
+        lines += ["", f"Test {r['unit']}: {r['model']:.4f} ± {r['model_se']:.4f} "
+                      f"({r['nfe']} NFE, {r['seconds']:.0f} s)."]
+    phases = ", ".join(f"{k} {v:.0f} s" for k, v in result["phase_seconds"].items())
+    lines += ["", f"Total {result['seconds']:.0f} s wall ({phases}), "
+                  f"{result['cpu_seconds']:.0f} s CPU."]
+    return "\n".join(lines) + "\n"
