@@ -132,7 +132,7 @@ def test_sigkill_mid_training_then_resume(tmp_path, running, capsys):
     victim.communicate()
     assert json.loads((run / LOCK_NAME).read_text())["pid"] == victim.pid
     step = read_checkpoint(run / "checkpoint.pt")["step"]
-    assert step >= 10 and _steps(run)[-1] >= step
+    assert step >= 10 and (run / "metrics.jsonl").read_text().count("\n") >= step  # may be torn
     with pytest.warns(UserWarning, match=f"taking over the lock of pid {victim.pid} on host"):
         assert cli.main(_argv(run, step + 3, "train.ckpt_every=5")) == 0
     assert f"resumed {run} at step {step}" in capsys.readouterr().out
@@ -142,9 +142,12 @@ def test_sigkill_mid_training_then_resume(tmp_path, running, capsys):
 
 
 def test_a_second_sigterm_during_the_graceful_stop_keeps_the_checkpoint_it_names(tmp_path, running):
-    """SIGTERM, then (once the process has said what it will do) SIGTERM again: whichever point
-    of the stop the second one reaches (mid-step, during the checkpoint write, after), the exit
-    is 130 and the last line names the step of the checkpoint on disk, which resumes."""
+    """SIGTERM, then (once the process has printed its plan, "finishing step k, then writing a
+    checkpoint") SIGTERM again. Wherever the second one lands, the checkpoint on disk is whole
+    and at the step the process reported, and the run resumes from it: mid-step, status 130 and
+    a last line naming the step of the checkpoint kept; during the stop's checkpoint write, the
+    write completes (status 130, "stopped after step k"); after the stop, once the handlers
+    are restored, the signal ends the process (status -SIGTERM) with the promised checkpoint."""
     run = tmp_path / "run"
     proc = running(run, "train.ckpt_every=3")
     _wait_for_records(run, proc, 4)
@@ -154,14 +157,18 @@ def test_a_second_sigterm_during_the_graceful_stop_keeps_the_checkpoint_it_names
         line = proc.stderr.readline()
         assert line, f"no stop plan printed: {seen}"
         seen.append(line)
+    promised = int(re.search(r"step (\d+)", seen[-1]).group(1))
     proc.send_signal(signal.SIGTERM)
     _, rest = proc.communicate(timeout=60)
-    last = rest.strip().splitlines()[-1]
-    assert proc.returncode == 130, rest
-    said = re.search(r"stopped after step (\d+), checkpoint written|is at step (\d+);", last)
-    assert said, last
-    step = int(said.group(1) or said.group(2))
-    assert read_checkpoint(run / "checkpoint.pt")["step"] == step
+    step = read_checkpoint(run / "checkpoint.pt")["step"]
+    if proc.returncode == -signal.SIGTERM:
+        assert step == promised, rest
+    else:
+        assert proc.returncode == 130, rest
+        last = rest.strip().splitlines()[-1]
+        said = re.search(r"stopped after step (\d+), checkpoint written|is at step (\d+);", last)
+        assert said and int(said.group(1) or said.group(2)) == step, last
+        assert said.group(1) is None or step == promised, last
     assert cli.main(_argv(run, step + 2, "train.ckpt_every=3")) == 0
     assert _steps(run) == list(range(1, step + 3))
 

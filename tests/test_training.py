@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 
@@ -233,7 +234,7 @@ def test_a_second_trainer_on_the_run_directory_is_refused_naming_the_holder(tmp_
     with first.lock:
         first.fit(2)
         with pytest.raises(RunDirLocked, match=rf"in use: pid {os.getpid()} on host "
-                                               rf"{socket.gethostname()}, started 20"):
+                                               rf"{re.escape(socket.gethostname())}, started 20"):
             _trainer(tmp_path).fit(4)
         assert first.lock.held
     assert not first.lock.held and not (tmp_path / LOCK_NAME).exists()
