@@ -64,18 +64,50 @@ def test_config_is_schema_only():
 
 
 LAYERS = [
-    {"scoresde.shapes", "scoresde.atomic"},
-    {"scoresde.sde", "scoresde.analytic", "scoresde.networks", "scoresde.dequantize", "scoresde.config",
-     "scoresde.plotting"},
+    {"shapes", "atomic", "config", "plotting", "networks", "checkpoint", "ema", "lr_schedule",
+     "runlog", "stopping", "runlock", "samplers.budget", "samplers.multistep_updates"},
+    {"sde", "analytic", "dequantize"},
+    {"score", "losses", "elbo", "samplers", "metrics", "data"},
+    {"likelihood", "training", "parallel", ""},
+    {"distributed"},
+    {"build"},
+    {"arguments", "evaluate", "compare"},
+    {"cli", "__main__"},
 ]
-"""The ground floors: what they import must come from a floor below (or the same floor)."""
+"""The layers of ``docs/architecture.md``, bottom first (``""``: the package's ``__init__``); an
+entry names a module or a sub-package (all its modules, unless one is listed by its own name)."""
 
 
-@pytest.mark.parametrize("floor", range(len(LAYERS)))
-def test_ground_floors_import_only_below(floor):
-    allowed = set().union(*LAYERS[: floor + 1])
+def layer_of(module: str) -> int:
+    """The layer of the longest entry naming ``module`` or a package holding it."""
+    name = module.removeprefix("scoresde").removeprefix(".")
+    hits = [(len(entry), k) for k, floor in enumerate(LAYERS) for entry in floor
+            if name == entry or (entry and name.startswith(entry + "."))]
+    if not hits:
+        pytest.fail(f"{module} is in no layer of docs/architecture.md")
+    return max(hits)[1]
+
+
+def test_every_module_imports_only_its_layer_or_below():
     graph = imports()
-    for module in sorted(LAYERS[floor]):
-        for name in [m for m in graph if m == module or m.startswith(module + ".")]:
-            above = {d for d in graph[name] if not any(d == a or d.startswith(a + ".") for a in allowed)}
-            assert not above, f"{name} imports {sorted(above)}, above its floor"
+    climbing = [f"{m} (layer {layer_of(m)}) imports {d} (layer {layer_of(d)})"
+                for m in sorted(graph) for d in sorted(graph[m]) if layer_of(d) > layer_of(m)]
+    assert not climbing, "\n".join(climbing)
+
+
+def test_the_documented_layers_are_the_tested_ones():
+    """Every entry of :data:`LAYERS` appears in the picture of ``docs/architecture.md`` on the
+    line of its layer (sub-packages written with a trailing slash)."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    picture = doc[doc.index("```text"):].split("```")[1].splitlines()
+    drawn: dict[int, set[str]] = {}
+    floor = None
+    for line in picture:
+        if line.strip()[:1].isdigit():
+            floor = int(line.split()[0])
+        if floor is not None:
+            drawn.setdefault(floor, set()).update(line.replace("·", " ").split())
+    for k, floor_entries in enumerate(LAYERS):
+        for entry in floor_entries:
+            names = {entry or "scoresde", f"{entry}/"}
+            assert names & drawn[k], f"{entry or 'scoresde'} not drawn on layer {k}"
