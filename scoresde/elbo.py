@@ -140,7 +140,8 @@ def elbo(
 
     Args:
         score_fn: ``s(x, t) ≈ ∇ log p_t(x)``.
-        sde: the forward SDE; ``kind="discrete"`` needs a :class:`VPSDE`.
+        sde: the forward SDE; ``kind="discrete"`` needs DDPM's chain (``sde.discrete_chain ==
+            "ddpm"``: a :class:`VPSDE`).
         x: ``(batch, ...)`` floating data, or integers in ``[0, num_levels)`` (discretised decoder).
         kind: ``"discrete"`` (DDPM bound of ``steps`` steps) or ``"continuous"``.
         steps: number of DDPM steps ``N >= 2`` (discrete only); all ``β_n`` must be ``< 1``.
@@ -148,9 +149,10 @@ def elbo(
             continuous: number of sampled times (``None``: 128).
         n_rec: draws of the noisy input of the reconstruction term (``>= 2``).
         variance: the discrete reverse variance, ``"beta"`` or ``"beta_tilde"``.
-        eps: start time of the continuous bound, ``0 < eps < T``. Default ``1e-5`` for floating
-            data; for integer data the time where the decoder's ``std(t) / m(t)`` is half a bin
-            (at least ``1e-5``): decoding much finer than a bin wastes bits.
+        eps: start time of the continuous bound, ``0 < eps < T``. Default ``sde.training_eps``
+            (``1e-5``) for floating data; for integer data the time where the decoder's
+            ``std(t) / m(t)`` is half a bin (at least ``sde.training_eps``): decoding much finer
+            than a bin wastes bits.
         importance: continuous only: sample ``t`` with density ``∝ g^2 / std^2``, else uniformly.
         num_levels, data_range: integer data ``k`` is decoded at ``lo + k (hi - lo) / (L - 1)``.
         generator: random generator for every draw.
@@ -173,7 +175,9 @@ def elbo(
     if kind == "discrete":
         return _discrete(score_fn, sde, data, steps, n_t, n_rec, variance, generator, chunk_size)
     if eps is None:
-        eps = 1e-5 if data.half_width is None else max(1e-5, _bin_time(sde, data.half_width))
+        eps = sde.training_eps
+        if data.half_width is not None:
+            eps = max(eps, _bin_time(sde, data.half_width))
     return _continuous(score_fn, sde, data, n_t or 128, n_rec, eps, importance, generator, chunk_size)
 
 
@@ -299,7 +303,7 @@ def _mean_se(draws: Tensor) -> tuple[Tensor, Tensor]:
 def _chain(sde: SDE, steps: int, like: Tensor) -> _Chain:
     """The DDPM chain with ``sde``'s betas, and ``t_n`` with ``m(t_n)^2 = ᾱ_n``: for VP the ratio
     ``σ̃(t_n) = std / m = sqrt((1 - ᾱ_n) / ᾱ_n)`` (``sde.time_of_ratio``)."""
-    if not isinstance(sde, VPSDE):
+    if sde.discrete_chain != "ddpm":
         raise ValueError(
             "kind='discrete' needs a VPSDE: the DDPM bound is built on the VP chain's betas and "
             f"its Gaussian posteriors q(x_(n-1) | x_n, x_0); got {sde!r} (use kind='continuous')"

@@ -187,7 +187,7 @@ def log_likelihood(
     method: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
-    eps: float = 1e-5,
+    eps: float | None = None,
     generator: torch.Generator | None = None,
     prior_logp: Callable[[Tensor], Tensor] | None = None,
     *,
@@ -210,8 +210,9 @@ def log_likelihood(
         method, rtol, atol, options: passed to ``torchdiffeq.odeint``. Adaptive methods get
             ``options["step_t"] = [end]`` so that their last step lands on ``T`` (no overshoot
             past ``T``); fixed-step methods need ``options={"step_size": ...}``.
-        eps: the ODE starts at ``t = eps``, so the result is ``log p_eps``, the density of the
-            data blurred by ``std(eps)`` (compare with ``GaussianMixture.log_prob_t(x, eps)``).
+        eps: the ODE starts at ``t = eps`` (default ``sde.training_eps``, ``1e-5``), so the result
+            is ``log p_eps``, the density of the data blurred by ``std(eps)`` (compare with
+            ``GaussianMixture.log_prob_t(x, eps)``).
         prior_logp: terminal log-density ``log p_T`` (default ``sde.prior_logp``); the prior is
             only approximately ``p_T``, so tests pass the exact one.
         time_variable: the solver's clock: ``"t"`` (the paper's), ``"sigma"`` (``σ̄ = std/m``)
@@ -227,6 +228,7 @@ def log_likelihood(
     if x.ndim < 2 or not x.is_floating_point():
         raise ValueError(f"x must be a floating tensor of shape (batch, ...); got {x.dtype} {tuple(x.shape)}")
     require_finite(x, "x")
+    eps = sde.training_eps if eps is None else eps
     sde.check_eps(eps)
     if not isinstance(n_probes, int) or n_probes < 1:
         raise ValueError(f"n_probes must be a positive integer; got {n_probes!r}")

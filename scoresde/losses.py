@@ -36,7 +36,6 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 WEIGHTINGS = ("sigma2", "likelihood", "none", "edm")
 TIME_DISTS = ("uniform", "lognormal")
 LOSS_KINDS = ("dsm", "ddpm", "smld")
-DEFAULT_EPS = 1e-5
 
 
 def weighting(sde: SDE, name: str, t: Tensor, sigma_data: float = 0.5) -> Tensor:
@@ -59,7 +58,7 @@ def lognormal_time(
     *,
     p_mean: float = -1.2,
     p_std: float = 1.2,
-    eps: float = DEFAULT_EPS,
+    eps: float | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -67,9 +66,10 @@ def lognormal_time(
     """``t = sde.time_of_ratio(σ̃)`` with ``ln σ̃ ~ N(p_mean, p_std²)`` truncated to ``[σ̃(eps), σ̃(T)]``.
 
     Sampled exactly by the inverse CDF: ``ln σ̃ = p_mean + p_std Φ⁻¹(u)``, ``u ~ U[Φ(a), Φ(b)]``,
-    ``a, b`` the standardised log-ratios at ``eps`` and ``T``.
+    ``a, b`` the standardised log-ratios at ``eps`` and ``T``; ``eps`` defaults to
+    ``sde.training_eps``.
     """
-    sde.check_eps(eps)
+    eps = _start(sde, eps)
     if not p_std > 0:
         raise ValueError(f"p_std must be > 0; got {p_std}")
     ends = torch.tensor([eps, sde.T], dtype=torch.float64)
@@ -83,7 +83,7 @@ def importance_time(
     sde: SDE,
     n: int,
     *,
-    eps: float = DEFAULT_EPS,
+    eps: float | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -95,9 +95,9 @@ def importance_time(
     each cell's geometric midpoint), sampled exactly; the weight ``w = 1 / ((T - eps) q(t))`` is
     the density ratio to ``U[eps, T]``, so ``E_q[w h(t)] = E_U[h(t)]`` for any ``h``: unbiased.
     With the likelihood weighting ``λ w ≈ const · s(t)^2`` and the per-sample loss behaves like the
-    ε-loss instead of blowing up as ``1 / s(t)^2`` near ``eps``.
+    ε-loss instead of blowing up as ``1 / s(t)^2`` near ``eps`` (default ``sde.training_eps``).
     """
-    sde.check_eps(eps)
+    eps = _start(sde, eps)
     edges = torch.logspace(
         torch.log10(torch.tensor(eps)), torch.log10(torch.tensor(sde.T)), cells + 1,
         dtype=torch.float64,
@@ -126,7 +126,7 @@ def dsm_loss(
     p_mean: float = -1.2,
     p_std: float = 1.2,
     sigma_data: float = 0.5,
-    eps: float = DEFAULT_EPS,
+    eps: float | None = None,
     generator: torch.Generator | None = None,
     reduction: str = "mean",
 ) -> Tensor:
@@ -136,8 +136,9 @@ def dsm_loss(
     Computed as ``(λ / s²) ||s(t) s_θ + ε||²``, which is exact and avoids ``1/s`` overflow.
     ``importance=True`` (only with ``weighting_name="likelihood"``) draws ``t`` from
     :func:`importance_time` and multiplies by its weight: same expectation, lower variance.
+    ``eps`` defaults to ``sde.training_eps``.
     """
-    sde.check_eps(eps)
+    eps = _start(sde, eps)
     n = x0.shape[0]
     if time_dist not in TIME_DISTS:
         raise ValueError(f"time_dist must be one of {TIME_DISTS}; got {time_dist!r}")
@@ -174,8 +175,7 @@ def ddpm_loss(
 
     ``ᾱ`` from ``sde.alphas_cumprod(n_steps)``; ``t_i = (i + 1) / N`` is the network's time.
     """
-    if not isinstance(sde, VPSDE):
-        raise ValueError(f"ddpm_loss needs a VPSDE; got {type(sde).__name__}")
+    _check_chain("ddpm_loss", sde, "ddpm")
     i = torch.randint(n_steps, (x0.shape[0],), generator=generator, device=x0.device)
     abar = sde.alphas_cumprod(n_steps).to(device=x0.device, dtype=x0.dtype)[i]
     std = append_dims((1 - abar).sqrt(), x0.ndim)
@@ -199,8 +199,7 @@ def smld_loss(
     ``σ_i`` from ``sde.smld_sigmas(n_levels)``; ``t_i = i / (L - 1)`` so ``σ(t_i) = σ_i``.
     (NCSN writes a factor 1/2 in front; it is left out here, as in the continuous loss.)
     """
-    if not isinstance(sde, VESDE):
-        raise ValueError(f"smld_loss needs a VESDE; got {type(sde).__name__}")
+    _check_chain("smld_loss", sde, "smld")
     i = torch.randint(n_levels, (x0.shape[0],), generator=generator, device=x0.device)
     sigma = append_dims(sde.smld_sigmas(n_levels).to(device=x0.device, dtype=x0.dtype)[i], x0.ndim)
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
@@ -216,7 +215,7 @@ class Loss:
     sde: SDE
     weighting_name: str = "sigma2"
     importance: bool = False
-    eps: float = DEFAULT_EPS
+    eps: float | None = None
     n_steps: int = 1000
     time_dist: str = "uniform"
     p_mean: float = -1.2
@@ -230,11 +229,8 @@ class Loss:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}; got {self.weighting_name!r}")
         if self.time_dist not in TIME_DISTS:
             raise ValueError(f"time_dist must be one of {TIME_DISTS}; got {self.time_dist!r}")
-        needs = {"ddpm": VPSDE, "smld": VESDE}.get(self.kind)
-        if needs is not None and not isinstance(self.sde, needs):
-            raise ValueError(
-                f"loss kind {self.kind!r} needs a {needs.__name__}; got {type(self.sde).__name__}"
-            )
+        if self.kind != "dsm":
+            _check_chain(f"loss kind {self.kind!r}", self.sde, self.kind)
 
     def __call__(
         self, score_fn: ScoreFn, x0: Tensor, generator: torch.Generator | None = None
@@ -256,6 +252,23 @@ def make_loss(kind: str, sde: SDE, **options) -> Loss:
 
 def _sq_norm(x: Tensor) -> Tensor:
     return flatten_batch(x).pow(2).sum(1)
+
+
+def _start(sde: SDE, eps: float | None) -> float:
+    """``eps``, by default ``sde.training_eps``, checked to lie in ``(0, T)``."""
+    eps = sde.training_eps if eps is None else eps
+    sde.check_eps(eps)
+    return eps
+
+
+_CHAIN_SDES = {"ddpm": "VPSDE", "smld": "VESDE"}
+"""The SDE whose exact discrete chain (``sde.discrete_chain``) each discrete loss is written on."""
+
+
+def _check_chain(what: str, sde: SDE, chain: str) -> None:
+    """Raise ``ValueError`` unless ``sde.discrete_chain == chain`` (DDPM's and SMLD's losses need it)."""
+    if sde.discrete_chain != chain:
+        raise ValueError(f"{what} needs a {_CHAIN_SDES[chain]}; got {type(sde).__name__}")
 
 
 def _reduce(per_sample: Tensor, reduction: str) -> Tensor:

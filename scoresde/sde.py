@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -20,10 +21,45 @@ from scoresde.shapes import append_dims, batch_time, flatten_batch
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class FastChoice:
+    """What ``sampler="fast"`` runs for an SDE (``SDE.fast_sampler``, measured in
+    ``samplers.fast``): a sampler name with its grid, default steps, ``eps`` and knobs."""
+
+    sampler: str
+    grid: str
+    steps: int
+    eps: float
+    options: dict = field(default_factory=dict)
+
+
 class SDE(abc.ABC):
-    """An affine forward SDE with a Gaussian perturbation kernel; time runs over ``[0, T]``."""
+    """An affine forward SDE with a Gaussian perturbation kernel; time runs over ``[0, T]``.
+
+    A subclass gives the formulas (``beta``, ``diffusion``, ``mean_coef``, ``std``, ``prior_std``;
+    optionally a closed-form ``_time_of_ratio`` and an exact ``discretize``) and, where it differs
+    from the defaults below, what the rest of the library reads from the SDE instead of testing
+    its class, so a new SDE is one class in one file:
+
+    * ``sampling_eps``: where the samplers stop by default (``samplers.default_eps``):
+      ``1e-3`` (VP, sub-VP), ``1e-5`` for VE.
+    * ``training_eps``: the smallest ``t`` of the DSM losses, the continuous ELBO, the ODE
+      likelihood and ``encode`` / ``decode``: ``1e-5``.
+    * ``corrector_snr``: the predictor–corrector's default Langevin signal-to-noise ratio
+      (Song et al. 2021): ``0.16`` (VP, sub-VP), ``0.075`` for VE.
+    * ``fast_sampler``: the :class:`FastChoice` of ``sampler="fast"`` measured for this SDE
+      (``samplers.fast``); ``None``, the default, if none was measured.
+    * ``discrete_chain``: the exact discrete chain that :meth:`discretize` follows, ``"ddpm"``
+      (VP), ``"smld"`` (VE) or ``None``; DDPM's and SMLD's losses and the discrete ELBO need it.
+    * :meth:`ancestral_coefs`: the ancestral sampler's step along that chain (raises without one).
+    """
 
     T: float = 1.0
+    sampling_eps: float = 1e-3
+    training_eps: float = 1e-5
+    corrector_snr: float = 0.16
+    fast_sampler: FastChoice | None = None
+    discrete_chain: str | None = None
 
     @abc.abstractmethod
     def beta(self, t: Tensor) -> Tensor:
@@ -105,6 +141,15 @@ class SDE(abc.ABC):
         f = self.drift(x, t) * append_dims(dt, x.ndim)
         return f, append_dims(self.diffusion(t) * dt.sqrt(), x.ndim)
 
+    def ancestral_coefs(self, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(a, b, c)`` of the ancestral step ``x' = a x + b s(x, t) + c z`` from ``t`` down to
+        ``t_next`` of the exact discrete chain (elementwise). Raises ``ValueError`` here: an SDE
+        without such a chain has no ancestral sampler."""
+        raise ValueError(
+            f"ancestral sampling follows an exact discrete forward chain (DDPM for VPSDE, SMLD for "
+            f"VESDE); {type(self).__name__} has no such chain. Use 'reverse_diffusion', 'em' or 'ddim'."
+        )
+
     def ratio(self, t: float | Tensor) -> Tensor:
         """The noise-to-signal ratio ``σ̃(t) = std(t) / m(t)`` (EDM's ``σ``; ``e^{-λ}`` with ``λ`` the
         half log-SNR), increasing in ``t``."""
@@ -163,10 +208,13 @@ class ReverseSDE:
         return rev_f, torch.zeros_like(G) if self.probability_flow else G
 
 
-class _LinearBeta:
-    """The linear noise schedule ``β(t) = β_min + t (β_max - β_min)`` shared by VP and sub-VP."""
+class _LinearBetaSDE(SDE):
+    """What VP and sub-VP share: the linear schedule ``β(t) = β_min + t (β_max - β_min)``, its
+    integral ``B(t)``, the mean ``m(t) = exp(-B(t) / 2)`` and the prior ``N(0, I)``."""
 
-    def __init__(self, beta_min: float, beta_max: float):
+    prior_std = 1.0
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         finite_parameters(beta_min=beta_min, beta_max=beta_max)
         if beta_min < 0:
             raise ValueError(f"beta_min must be >= 0; got {beta_min}")
@@ -175,52 +223,48 @@ class _LinearBeta:
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
 
-    def beta(self, t: Tensor) -> Tensor:
-        """``β(t) = β_min + t (β_max - β_min)``."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max})"
 
-    def integral(self, t: Tensor) -> Tensor:
+    def beta(self, t: float | Tensor) -> Tensor:
+        """``β(t) = β_min + t (β_max - β_min)``."""
+        return self.beta_min + torch.as_tensor(t) * (self.beta_max - self.beta_min)
+
+    def integral(self, t: float | Tensor) -> Tensor:
         """``B(t) = ∫_0^t β = β_min t + t^2 (β_max - β_min) / 2``."""
+        t = torch.as_tensor(t)
         return self.beta_min * t + 0.5 * t**2 * (self.beta_max - self.beta_min)
 
     def time_of_integral(self, B: Tensor) -> Tensor:
         """The root ``t >= 0`` of ``B(t) = B``: ``t = 2B / (β_min + sqrt(β_min^2 + 2 (β_max - β_min) B))``."""
         return 2 * B / (self.beta_min + (self.beta_min**2 + 2 * (self.beta_max - self.beta_min) * B).sqrt())
 
+    def mean_coef(self, t: float | Tensor) -> Tensor:
+        """``m(t) = exp(-B(t) / 2)``."""
+        return torch.exp(-0.5 * self.integral(t))
 
-class VPSDE(SDE):
+
+class VPSDE(_LinearBetaSDE):
     """Variance-preserving SDE ``dx = -β(t) x / 2 dt + sqrt(β(t)) dw``; DDPM in continuous time.
 
-    ``m(t) = exp(-B(t)/2)``, ``s(t) = sqrt(1 - exp(-B(t)))``, prior ``N(0, I)``.
+    ``m(t) = exp(-B(t)/2)``, ``s(t) = sqrt(1 - exp(-B(t)))``, prior ``N(0, I)``; its exact discrete
+    chain is DDPM's.
     """
 
-    prior_std = 1.0
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        self.schedule = _LinearBeta(beta_min, beta_max)
-        self.beta_min, self.beta_max = self.schedule.beta_min, self.schedule.beta_max
-
-    def __repr__(self) -> str:
-        return f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max})"
-
-    def beta(self, t: Tensor) -> Tensor:
-        return self.schedule.beta(t)
+    discrete_chain = "ddpm"
+    fast_sampler = FastChoice("dpm++3m", "logsnr", 14, 3e-2)  # NFE 15
 
     def diffusion(self, t: float | Tensor) -> Tensor:
         """``g(t) = sqrt(β(t))``."""
-        return self.schedule.beta(torch.as_tensor(t)).sqrt()
-
-    def mean_coef(self, t: float | Tensor) -> Tensor:
-        """``m(t) = exp(-B(t) / 2)``."""
-        return torch.exp(-0.5 * self.schedule.integral(torch.as_tensor(t)))
+        return self.beta(t).sqrt()
 
     def std(self, t: float | Tensor) -> Tensor:
         """``s(t) = sqrt(1 - exp(-B(t)))``."""
-        return (-torch.expm1(-self.schedule.integral(torch.as_tensor(t)))).sqrt()
+        return (-torch.expm1(-self.integral(t))).sqrt()
 
     def _time_of_ratio(self, ratio: Tensor) -> Tensor:
         """``σ̃^2 = s^2 / m^2 = e^B - 1``, so ``B = log(1 + σ̃^2)``."""
-        return self.schedule.time_of_integral(torch.log1p(ratio**2))
+        return self.time_of_integral(torch.log1p(ratio**2))
 
     def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
         """The exact DDPM step from ``t - dt`` to ``t``: ``x_t = sqrt(1 - β_i) x + sqrt(β_i) z``.
@@ -230,9 +274,16 @@ class VPSDE(SDE):
         """
         t = batch_time(t, x, self.T)
         dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device).expand_as(t)
-        log_alpha = -(self.schedule.integral(t) - self.schedule.integral(t - dt))
+        log_alpha = -(self.integral(t) - self.integral(t - dt))
         f = append_dims(torch.expm1(0.5 * log_alpha), x.ndim) * x
         return f, append_dims((-torch.expm1(log_alpha)).sqrt(), x.ndim)
+
+    def ancestral_coefs(self, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """DDPM's ancestral step (Ho et al. 2020) with ``β = 1 - m(t)^2 / m(t')^2
+        = 1 - exp(B(t') - B(t))``: ``x' = (x + β s(x, t)) / sqrt(1 - β) + sqrt(β) z``."""
+        beta = -torch.expm1(self.integral(t_next) - self.integral(t))
+        root = (1 - beta).sqrt()
+        return 1 / root, beta / root, beta.sqrt()
 
     def ddpm_betas(self, n_steps: int, dtype: torch.dtype = torch.float64) -> Tensor:
         """DDPM's discrete betas ``β_i = β_min/N + i/(N-1) (β_max - β_min)/N``, ``i = 0..N-1``."""
@@ -246,48 +297,40 @@ class VPSDE(SDE):
         return torch.cumprod(1 - self.ddpm_betas(n_steps, dtype), 0)
 
 
-class SubVPSDE(SDE):
+class SubVPSDE(_LinearBetaSDE):
     """Sub-VP SDE ``dx = -β(t) x / 2 dt + sqrt(β(t) (1 - exp(-2 B(t)))) dw``.
 
-    ``m(t) = exp(-B(t)/2)``, ``s(t) = 1 - exp(-B(t))`` (below the VP std), prior ``N(0, I)``.
+    ``m(t) = exp(-B(t)/2)``, ``s(t) = 1 - exp(-B(t))`` (below the VP std), prior ``N(0, I)``; no
+    exact discrete chain (so no ancestral sampler).
     """
 
-    prior_std = 1.0
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        self.schedule = _LinearBeta(beta_min, beta_max)
-        self.beta_min, self.beta_max = self.schedule.beta_min, self.schedule.beta_max
-
-    def __repr__(self) -> str:
-        return f"SubVPSDE(beta_min={self.beta_min}, beta_max={self.beta_max})"
-
-    def beta(self, t: Tensor) -> Tensor:
-        return self.schedule.beta(t)
+    fast_sampler = FastChoice("dpm++3m", "logsnr", 14, 0.1)  # NFE 15
 
     def diffusion(self, t: float | Tensor) -> Tensor:
         """``g(t) = sqrt(β(t) (1 - exp(-2 B(t))))``."""
-        t = torch.as_tensor(t)
-        return (self.schedule.beta(t) * -torch.expm1(-2 * self.schedule.integral(t))).sqrt()
-
-    def mean_coef(self, t: float | Tensor) -> Tensor:
-        """``m(t) = exp(-B(t) / 2)``."""
-        return torch.exp(-0.5 * self.schedule.integral(torch.as_tensor(t)))
+        return (self.beta(t) * -torch.expm1(-2 * self.integral(t))).sqrt()
 
     def std(self, t: float | Tensor) -> Tensor:
         """``s(t) = 1 - exp(-B(t))``."""
-        return -torch.expm1(-self.schedule.integral(torch.as_tensor(t)))
+        return -torch.expm1(-self.integral(t))
 
     def _time_of_ratio(self, ratio: Tensor) -> Tensor:
         """``σ̃ = (1 - e^{-B}) e^{B/2} = 2 sinh(B / 2)``, so ``B = 2 asinh(σ̃ / 2)``."""
-        return self.schedule.time_of_integral(2 * torch.asinh(ratio / 2))
+        return self.time_of_integral(2 * torch.asinh(ratio / 2))
 
 
 class VESDE(SDE):
     """Variance-exploding SDE ``dx = σ(t) sqrt(2 ln(σ_max/σ_min)) dw``; SMLD in continuous time.
 
     ``σ(t) = σ_min (σ_max/σ_min)^t``, ``m(t) = 1``, ``s(t) = σ(t)``, prior ``N(0, σ_max^2 I)``.
-    Choose ``σ_max`` about the largest pairwise distance in the data.
+    Choose ``σ_max`` about the largest pairwise distance in the data. Its exact discrete chain is
+    SMLD's; samplers stop at ``1e-5`` and the corrector's snr is ``0.075``.
     """
+
+    sampling_eps = 1e-5
+    corrector_snr = 0.075
+    discrete_chain = "smld"
+    fast_sampler = FastChoice("unipc", "logsnr", 12, 0.28, {"order": 3})  # NFE 13
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
         finite_parameters(sigma_min=sigma_min, sigma_max=sigma_max)
@@ -335,6 +378,12 @@ class VESDE(SDE):
         dt = torch.as_tensor(dt, dtype=x.dtype, device=x.device).expand_as(t)
         G = (self.sigma(t) ** 2 - self.sigma(t - dt) ** 2).sqrt()
         return torch.zeros_like(x), append_dims(G, x.ndim)
+
+    def ancestral_coefs(self, t: Tensor, t_next: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """SMLD's ancestral step with ``σ = σ(t)``, ``σ' = σ(t')``:
+        ``x' = x + (σ^2 - σ'^2) s(x, t) + sqrt(σ'^2 (σ^2 - σ'^2) / σ^2) z``."""
+        var, var_next = self.sigma(t) ** 2, self.sigma(t_next) ** 2
+        return torch.ones_like(var), var - var_next, (var_next * (var - var_next) / var).sqrt()
 
     def smld_sigmas(self, n_levels: int, dtype: torch.dtype = torch.float64) -> Tensor:
         """SMLD's geometric noise levels ``σ_i = σ(i / (N - 1))``, from σ_min up to σ_max."""

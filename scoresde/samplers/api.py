@@ -20,7 +20,6 @@ from scoresde.samplers.multistep import dpmpp_2m, dpmpp_3m, unipc
 from scoresde.samplers.ode import FIXED_METHODS, check_method, probability_flow
 from scoresde.samplers.pc import predictor_corrector
 from scoresde.samplers.sde_solvers import ancestral, euler_maruyama, reverse_diffusion
-from scoresde.sde import VESDE
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ class SampleInfo:
 
 
 def default_eps(sde) -> float:
-    """Where sampling stops: ``1e-5`` for VE, ``1e-3`` for VP and sub-VP."""
-    return 1e-5 if isinstance(sde, VESDE) else 1e-3
+    """Where sampling stops, ``sde.sampling_eps``: ``1e-5`` for VE, ``1e-3`` for VP and sub-VP."""
+    return sde.sampling_eps
 
 
 def sample(

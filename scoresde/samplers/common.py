@@ -4,6 +4,7 @@ Tweedie's denoiser."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -36,20 +37,27 @@ class Grid:
     the forward step from ``t_{i+1}`` to ``t_i`` of ``sde.discretize``,
     ``x_{t_i} = x_{t_{i+1}} + f + G z`` with ``f = chain_f[i] x`` (every SDE here is linear in ``x``)
     and ``G = chain_g[i]``. So a step does no tensor work on scalars and no host synchronisation;
-    :meth:`time` is the ``(batch,)`` time the score takes.
+    :meth:`time` is the ``(batch,)`` time the score takes; :attr:`ancestral` holds the ancestral
+    step's coefficients, computed at first use (only SDEs with an exact discrete chain have them).
     ``steps = len(ts) - 1``. Raises ``ValueError`` if ``ts`` leaves ``[0, T]``.
     """
 
     def __init__(self, sde, ts: Tensor, x: Tensor):
         ts64 = ts.detach().to("cpu", torch.float64)
         check_time(ts64, sde.T)
-        self.sde, self.steps = sde, len(ts) - 1
+        self.sde, self.steps, self._ts64 = sde, len(ts) - 1, ts64
         self.t = ts64.tolist()
         self.m, self.std = sde.mean_coef(ts64).tolist(), sde.std(ts64).tolist()
         self.drift_coef, self.g2 = sde.drift_coef(ts64).tolist(), (sde.diffusion(ts64) ** 2).tolist()
         f, G = sde.discretize(torch.ones(self.steps, 1, dtype=torch.float64), ts64[:-1], -ts64.diff())
         self.chain_f, self.chain_g = f.flatten().tolist(), G.flatten().tolist()
         self._times = ts.to(x.device, x.dtype).unsqueeze(1).expand(-1, x.shape[0])
+
+    @cached_property
+    def ancestral(self) -> list[tuple[float, float, float]]:
+        """``(a, b, c)`` of ``sde.ancestral_coefs`` for each step ``t_i -> t_{i+1}``."""
+        a, b, c = self.sde.ancestral_coefs(self._ts64[:-1], self._ts64[1:])
+        return list(zip(a.tolist(), b.tolist(), c.tolist(), strict=True))
 
     def time(self, i: int) -> Tensor:
         """``t_i`` for each sample of the batch, shape ``(batch,)``."""

@@ -1,5 +1,8 @@
 """``sampler="fast"``: the few-step solver, grid and ``eps`` measured best for each SDE.
 
+Each choice is its SDE class's ``fast_sampler`` (a :class:`~scoresde.sde.FastChoice`, so a new
+SDE brings its own); this module says how they were measured and looks them up.
+
 The choices come from ``benchmarks/fast_samplers.py`` (exact oracle score on the 2-D toy mixture,
 n = 3,000, several seeds): the smallest NFE at which every seed reaches the noise level of the
 mixture statistics (χ² of the soft counts < 13.8 and every |z| < 3) and stays there for all larger
@@ -25,31 +28,19 @@ within the noise at n = 3,000). Data with finer structure than ``σ̃`` (image p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from scoresde.sde import VESDE, VPSDE, FastChoice, SubVPSDE
 
-from scoresde.sde import VESDE, VPSDE, SubVPSDE
-
-
-@dataclass(frozen=True)
-class FastChoice:
-    """A sampler name with its grid, default steps, ``eps`` and knobs."""
-
-    sampler: str
-    grid: str
-    steps: int
-    eps: float
-    options: dict = field(default_factory=dict)
-
-
-FAST = {
-    VPSDE: FastChoice("dpm++3m", "logsnr", 14, 3e-2),  # NFE 15
-    SubVPSDE: FastChoice("dpm++3m", "logsnr", 14, 0.1),  # NFE 15
-    VESDE: FastChoice("unipc", "logsnr", 12, 0.28, {"order": 3}),  # NFE 13
-}
+__all__ = ["FAST", "FastChoice", "fast_choice"]
 
 
 def fast_choice(sde) -> FastChoice:
-    """The :class:`FastChoice` for ``sde``'s class; ``ValueError`` for an SDE not measured."""
-    if type(sde) not in FAST:
+    """``sde.fast_sampler``, the :class:`~scoresde.sde.FastChoice` measured for its class (the
+    choice lives with the SDE, so a new SDE brings its own); ``ValueError`` if there is none."""
+    choice = getattr(sde, "fast_sampler", None)
+    if choice is None:
         raise ValueError(f"sampler 'fast' has no measured choice for {type(sde).__name__}")
-    return FAST[type(sde)]
+    return choice
+
+
+FAST = {cls: fast_choice(cls) for cls in (VPSDE, SubVPSDE, VESDE)}
+"""The built-in SDEs' choices, read from their classes: VP and sub-VP 15 NFE, VE 13."""

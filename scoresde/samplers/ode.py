@@ -95,8 +95,9 @@ def probability_flow(
     return path[-1]
 
 
-def _ode_times(sde, x: Tensor, eps: float, steps: int | None, method: str) -> Tensor:
+def _ode_times(sde, x: Tensor, eps: float | None, steps: int | None, method: str) -> Tensor:
     check_method(method)
+    eps = sde.training_eps if eps is None else eps
     if steps is None:
         if method in FIXED_METHODS:
             raise ValueError(f"method {method!r} is fixed-grid: pass steps (an integer >= 1)")
@@ -115,13 +116,14 @@ def encode(
     method: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
-    eps: float = 1e-5,
+    eps: float | None = None,
     steps: int | None = None,
 ) -> tuple[Tensor, int]:
     """Map data ``x`` (at time ``eps``) to its latent ``z = x(T)`` along the probability-flow ODE.
 
     Adaptive methods integrate ``[eps, T]`` in one call (``steps=None``); fixed-grid methods need
-    ``steps`` uniform steps. Returns ``(z, nfe)``, ``nfe`` the number of score evaluations.
+    ``steps`` uniform steps; ``eps`` defaults to ``sde.training_eps``, where the likelihood starts.
+    Returns ``(z, nfe)``, ``nfe`` the number of score evaluations.
     """
     counted = CountingScore(score_fn)
     z = integrate(counted, sde, x, _ode_times(sde, x, eps, steps, method), method=method,
@@ -137,7 +139,7 @@ def decode(
     method: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
-    eps: float = 1e-5,
+    eps: float | None = None,
     steps: int | None = None,
 ) -> tuple[Tensor, int]:
     """Inverse of :func:`encode`: integrate from ``z`` at ``T`` down to ``eps``; ``(x, nfe)``."""

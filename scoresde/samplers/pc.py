@@ -8,16 +8,14 @@ from torch import Tensor
 from scoresde.samplers.common import Callback, Grid, ScoreFn, check_finite, report
 from scoresde.samplers.langevin import ald_corrector, langevin_corrector
 from scoresde.samplers.sde_solvers import ancestral_step, em_step, reverse_diffusion_step
-from scoresde.sde import VESDE
 
 PREDICTORS = {"reverse_diffusion": reverse_diffusion_step, "em": em_step, "ancestral": ancestral_step}
 CORRECTORS = {"langevin": langevin_corrector, "ald": ald_corrector}
-DEFAULT_SNR = {"VE": 0.075, "VP": 0.16}
 
 
 def default_snr(sde) -> float:
-    """Corrector signal-to-noise ratio: 0.075 for VE, 0.16 for VP and sub-VP."""
-    return DEFAULT_SNR["VE" if isinstance(sde, VESDE) else "VP"]
+    """Corrector signal-to-noise ratio ``sde.corrector_snr``: 0.075 for VE, 0.16 for VP and sub-VP."""
+    return sde.corrector_snr
 
 
 def predictor_corrector(

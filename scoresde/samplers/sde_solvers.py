@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from scoresde.samplers.common import Callback, Generator, Grid, ScoreFn, noise_like, report
-from scoresde.sde import VESDE, VPSDE
 
 
 def em_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None) -> Tensor:
@@ -37,27 +36,12 @@ def reverse_diffusion_step(
 
 def ancestral_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None) -> Tensor:
     """One step of the exact discrete chain's ancestral sampler, from ``t = t_i`` down to
-    ``t' = t_{i+1}``.
-
-    VP (DDPM, Ho et al. 2020): ``β = 1 - m(t)^2 / m(t')^2``,
-    ``x' = (x + β s(x, t)) / sqrt(1 - β) + sqrt(β) z``.
-    VE (SMLD): ``σ = σ(t)``, ``σ' = σ(t')``,
-    ``x' = x + (σ^2 - σ'^2) s(x, t) + sqrt(σ'^2 (σ^2 - σ'^2) / σ^2) z``.
-    Raises ``ValueError`` for other SDEs, which have no exact discrete chain.
+    ``t' = t_{i+1}``: ``x' = a x + b s(x, t) + c z`` with ``(a, b, c) = grid.ancestral[i]``, the
+    SDE's ``ancestral_coefs`` (VP: DDPM's, Ho et al. 2020; VE: SMLD's). Raises ``ValueError``
+    for other SDEs, which have no exact discrete chain.
     """
-    score = score_fn(x, grid.time(i))
-    if isinstance(grid.sde, VPSDE):
-        beta = 1 - (grid.m[i] / grid.m[i + 1]) ** 2
-        mean = torch.add(x, score, alpha=beta) / math.sqrt(1 - beta)
-        return mean + math.sqrt(beta) * noise_like(x, generator)
-    if isinstance(grid.sde, VESDE):
-        var, var_next = grid.std[i] ** 2, grid.std[i + 1] ** 2
-        mean = torch.add(x, score, alpha=var - var_next)
-        return mean + math.sqrt(var_next * (var - var_next) / var) * noise_like(x, generator)
-    raise ValueError(
-        f"ancestral sampling follows an exact discrete forward chain (DDPM for VPSDE, SMLD for "
-        f"VESDE); {type(grid.sde).__name__} has no such chain. Use 'reverse_diffusion', 'em' or 'ddim'."
-    )
+    a, b, c = grid.ancestral[i]
+    return torch.add(a * x, score_fn(x, grid.time(i)), alpha=b) + c * noise_like(x, generator)
 
 
 def _loop(name: str, step, score_fn, sde, x, ts, generator, callback) -> Tensor:
