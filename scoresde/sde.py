@@ -197,16 +197,6 @@ class ReverseSDE:
         g = self.sde.diffusion(t)
         return torch.zeros_like(g) if self.probability_flow else g
 
-    def discretize(self, x: Tensor, t: float | Tensor, dt: float | Tensor) -> tuple[Tensor, Tensor]:
-        """Reverse of the forward step ending at ``t``: ``(G^2 c s - f, G_rev)``.
-
-        The update is ``x_{t-dt} = x_t + rev_f + rev_G z`` (the reverse-diffusion predictor).
-        """
-        t = batch_time(t, x, self.sde.T)
-        f, G = self.sde.discretize(x, t, dt)
-        rev_f = G**2 * self._c * self.score_fn(x, t) - f
-        return rev_f, torch.zeros_like(G) if self.probability_flow else G
-
 
 class _LinearBetaSDE(SDE):
     """What VP and sub-VP share: the linear schedule ``β(t) = β_min + t (β_max - β_min)``, its
