@@ -19,6 +19,7 @@ import argparse
 import importlib
 import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scoresde`` console script: each failure is one line on stderr naming
     what to fix, and the exit status of its kind (:data:`EXIT_CODES`)."""
     args = build_parser().parse_args(argv)
+    formatwarning = warnings.formatwarning
+    if not args.debug:
+        warnings.formatwarning = _warning_line(args.command)
     try:
         if hasattr(args, "device"):
             args.device = checked_device(args.device)
@@ -220,6 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = "" if kind == "bad input" else f"{type(err).__name__}: "
             print(f"scoresde {args.command}: error: {name}{_one_line(err)}", file=sys.stderr)
         return EXIT_CODES[kind]
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _warning_line(command: str):
+    """A ``warnings.formatwarning`` printing ``scoresde <command>: warning: <message>`` (with
+    ``--debug``, Python's own form with the file and line)."""
+
+    def line(message, category, filename, lineno, line=None) -> str:
+        return f"scoresde {command}: warning: {_one_line(Warning(str(message)))}\n"
+
+    return line
 
 
 def _one_line(err: BaseException) -> str:

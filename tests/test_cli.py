@@ -158,3 +158,19 @@ def test_every_failure_is_one_line_with_the_exit_code_of_its_kind(tmp_path, caps
     with pytest.raises(ValueError, match="must be one of"):
         cli.main(["train", "--debug", "--run-dir", str(tmp_path / "c"), "--set", "sde.name=bogus"])
     assert len(set(cli.EXIT_CODES.values())) == len(cli.EXIT_CODES)
+
+
+def test_warnings_are_one_line_naming_the_command(tmp_path):
+    """A warning raised while a command runs (here: metrics of a run whose checkpoint is gone are
+    moved aside) prints as one ``scoresde train: warning: ...`` line, without Python's file/line
+    (in a subprocess: pytest records warnings instead of printing them)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"kind": "train", "step": 5, "loss": 1.0}\n')
+    proc = subprocess.run([sys.executable, "-m", "scoresde", "train", "--run-dir", str(run),
+                           "--set", "train.steps=2", "--device", "cpu", "--no-progress"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line.lower()]
+    assert proc.returncode == 0 and len(warned) == 1, proc.stderr
+    assert warned[0].startswith("scoresde train: warning: ") and "orphaned" in warned[0]
+    assert "UserWarning" not in proc.stderr
