@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from scoresde.samplers import grids
-from scoresde.samplers.common import CountingScore, ScoreFn, report, tweedie
+from scoresde.samplers.common import CountingScore, ScoreFn, check_finite, tweedie
 from scoresde.samplers.ddim import ddim
 from scoresde.samplers.fast import fast_choice
 from scoresde.samplers.heun import heun
@@ -131,7 +131,7 @@ def sample(
         x = spec.fn(counted, sde, x, ts, generator=generator, callback=callback, **knobs)
     if denoise:
         x = tweedie(counted, sde, x, ts[-1])
-        report(sampler, total, ts[-1], x, None)
+        check_finite(sampler, total, ts[-1], x)
         if states is not None:
             states.append(x)
     trajectory = None if states is None else torch.stack(states)

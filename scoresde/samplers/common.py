@@ -85,12 +85,58 @@ def check_finite(sampler: str, i: int, t: Tensor, x: Tensor) -> None:
         )
 
 
-def report(sampler: str, i: int, t: Tensor, x: Tensor, callback: Callback | None) -> None:
-    """End of step ``i`` at time ``t``: :func:`check_finite`, then hand ``{"i", "t", "x"}`` to
-    ``callback``."""
-    check_finite(sampler, i, t, x)
-    if callback is not None:
-        callback({"i": i, "t": t, "x": x})
+CHECK_EVERY = 16
+"""Steps between two host reads of :class:`Reporter`'s non-finite flag on an accelerator (the last
+step is always read; on the CPU every step is, since reading it costs no synchronisation)."""
+
+
+class Reporter:
+    """The end of each step of one run of ``sampler`` whose last step is ``last``.
+
+    ``report(i, t, x)`` hands ``{"i", "t", "x"}`` to ``callback`` and folds ``all(isfinite(x))``
+    into a flag that stays on the device; :meth:`watch` folds in an intermediate state. The flag
+    is read on the host every ``every`` steps and at step ``last``: by default every step on the
+    CPU (a read, no synchronisation, so a non-finite state never reaches the next score call) and
+    every :data:`CHECK_EVERY` steps elsewhere (one synchronisation per read). A non-finite state
+    raises ``FloatingPointError`` naming the sampler and the step, or the steps with their ``t``
+    between which it appeared (whose states the callback may have seen).
+    """
+
+    def __init__(self, sampler: str, last: int, callback: Callback | None = None,
+                 every: int | None = None):
+        self.sampler, self.last, self.callback, self.every = sampler, last, callback, every
+        self._finite: Tensor | None = None
+        self._first: tuple[int, Tensor] | None = None
+
+    def watch(self, i: int, t: Tensor, x: Tensor) -> None:
+        """Fold ``all(isfinite(x))`` of a state at step ``i``, time ``t``, into the flag; read it at
+        once only if it is read every step."""
+        finite = torch.isfinite(x).all()
+        self._finite = finite if self._finite is None else self._finite & finite
+        self._first = self._first or (i, t)
+        if self.every is None:
+            self.every = 1 if x.device.type == "cpu" else CHECK_EVERY
+        if self.every == 1:
+            self._check(i, t)
+
+    def __call__(self, i: int, t: Tensor, x: Tensor) -> None:
+        """End of step ``i`` at time ``t``: :meth:`watch` ``x``, read the flag if it is due, then
+        hand the step to the callback."""
+        self.watch(i, t, x)
+        if self._finite is not None and (i >= self.last or (i + 1) % self.every == 0):
+            self._check(i, t)
+        if self.callback is not None:
+            self.callback({"i": i, "t": t, "x": x})
+
+    def _check(self, i: int, t: Tensor) -> None:
+        finite, (first, t_first) = self._finite, self._first
+        self._finite = self._first = None
+        if not bool(finite):
+            where = f"at step {i}" if first == i else (
+                f"between step {first}, t = {float(t_first):.6g} and step {i}")
+            raise FloatingPointError(
+                f"sampler {self.sampler!r} produced a non-finite sample {where}, t = {float(t):.6g}"
+            )
 
 
 def tweedie(score_fn: ScoreFn, sde, x: Tensor, t: float | Tensor) -> Tensor:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Generator, Grid, ScoreFn, noise_like, report
+from scoresde.samplers.common import Callback, Generator, Grid, Reporter, ScoreFn, noise_like
 
 
 def ddim_step(
@@ -45,7 +45,8 @@ def ddim(
     if not eta >= 0:
         raise ValueError(f"eta must be >= 0; got {eta!r}")
     grid = Grid(sde, ts, x)
+    report = Reporter("ddim", grid.steps - 1, callback)
     for i in range(grid.steps):
         x = ddim_step(score_fn, grid, i, x, eta, generator)
-        report("ddim", i, ts[i + 1], x, callback)
+        report(i, ts[i + 1], x)
     return x

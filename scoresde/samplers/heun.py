@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Grid, ScoreFn, check_finite, report
+from scoresde.samplers.common import Callback, Grid, Reporter, ScoreFn
 
 
 def heun(
@@ -28,12 +28,13 @@ def heun(
     ``x' = m' (x / m + (σ̃' - σ̃)(d + d') / 2)``. Two score evaluations per step; ``generator`` is
     unused (the method is deterministic) and kept for the shared signature."""
     grid = Grid(sde, ts, x)
+    report = Reporter("heun", grid.steps - 1, callback)
     for i in range(grid.steps):
         y, m_next, dsigma = x / grid.m[i], grid.m[i + 1], grid.sigma(i + 1) - grid.sigma(i)
         d = -grid.std[i] * score_fn(x, grid.time(i))
         x_euler = m_next * (y + dsigma * d)
-        check_finite("heun", i, ts[i + 1], x_euler)
+        report.watch(i, ts[i + 1], x_euler)
         d_next = -grid.std[i + 1] * score_fn(x_euler, grid.time(i + 1))
         x = m_next * (y + dsigma * 0.5 * (d + d_next))
-        report("heun", i, ts[i + 1], x, callback)
+        report(i, ts[i + 1], x)
     return x

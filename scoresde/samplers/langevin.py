@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Generator, Grid, ScoreFn, check_finite, noise_like, report
+from scoresde.samplers.common import Callback, Generator, Grid, Reporter, ScoreFn, noise_like
 from scoresde.shapes import append_dims, flatten_batch
 
 STEP_RATIO = 0.5
@@ -50,12 +50,13 @@ def annealed_langevin(
     step_lr = STEP_RATIO * sigma_last**2 if step_lr is None else step_lr
     if not step_lr > 0:
         raise ValueError(f"step_lr must be > 0; got {step_lr!r}")
+    report = Reporter("ald", len(ts) - 1, callback)
     for i, t in enumerate(ts):
         alpha = step_lr * (grid.std[i] / sigma_last) ** 2
         for _ in range(n_steps_each):
             x = langevin_step(score_fn(x, grid.time(i)), x, alpha, generator)
-            check_finite("ald", i, t, x)
-        report("ald", i, t, x, callback)
+            report.watch(i, t, x)
+        report(i, t, x)
     return x
 
 

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Grid, ScoreFn, report
+from scoresde.samplers.common import Callback, Grid, Reporter, ScoreFn
 from scoresde.samplers.multistep_updates import DPMPP_STEPS, unipc_step
 
 LOWER_ORDER_FINAL_BELOW = 15
@@ -69,13 +69,14 @@ def dpm_solver_pp(
     _check_order(order)
     grid = Grid(sde, ts, x)
     lambdas = log_snr(grid)
+    report = Reporter(f"dpm++{order}m", grid.steps - 1, callback)
     ds: list[Tensor] = []  # newest first
     for i in range(grid.steps):
         ds = [grid.denoised(i, x, score_fn(x, grid.time(i))), *ds][:order]
         k = step_order(order, i, grid.steps, lower_order_final)
         hs = [lambdas[i + 1 - j] - lambdas[i - j] for j in range(k)]
         x = DPMPP_STEPS[k](x, ds[:k], hs, grid.m[i + 1], grid.std[i + 1] / grid.std[i])
-        report(f"dpm++{order}m", i, ts[i + 1], x, callback)
+        report(i, ts[i + 1], x)
     return x
 
 
@@ -138,6 +139,7 @@ def unipc(
     _check_order(order)
     grid = Grid(sde, ts, x)
     lambdas = log_snr(grid)
+    report = Reporter(f"unipc{order}", grid.steps - 1, callback)
     ds = [grid.denoised(0, x, score_fn(x, grid.time(0)))]  # newest first
     for i in range(grid.steps):
         k = step_order(order, i, grid.steps, lower_order_final)
@@ -151,5 +153,5 @@ def unipc(
             d_t = grid.denoised(i + 1, x_pred, score_fn(x_pred, grid.time(i + 1)))
             x = unipc_step(x, ds[0], [*earlier, (d_t, 1.0)], *coefs)
             ds = [d_t, *ds][:order]
-        report(f"unipc{order}", i, ts[i + 1], x, callback)
+        report(i, ts[i + 1], x)
     return x

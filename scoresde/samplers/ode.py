@@ -18,7 +18,7 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, CountingScore, ScoreFn, report
+from scoresde.samplers.common import Callback, CountingScore, Reporter, ScoreFn
 from scoresde.samplers.grids import check_grid_args
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -90,8 +90,9 @@ def probability_flow(
     deterministic) and kept for the shared signature.
     """
     path = integrate(score_fn, sde, x, ts, method=method, rtol=rtol, atol=atol)
+    report = Reporter("ode", len(ts) - 2, callback)
     for i in range(1, len(ts)):
-        report("ode", i - 1, ts[i], path[i], callback)
+        report(i - 1, ts[i], path[i])
     return path[-1]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Grid, ScoreFn, check_finite, report
+from scoresde.samplers.common import Callback, Grid, Reporter, ScoreFn
 from scoresde.samplers.langevin import ald_corrector, langevin_corrector
 from scoresde.samplers.sde_solvers import ancestral_step, em_step, reverse_diffusion_step
 
@@ -54,13 +54,14 @@ def predictor_corrector(
     if correct is langevin_corrector:
         knobs["norms"] = norms
     grid = Grid(sde, ts, x)
+    report = Reporter("pc", grid.steps - 1, callback)
     for i in range(grid.steps):
         for _ in range(n_corrector if correct is not None else 0):
             x = correct(score_fn, grid, i, x, **knobs)
-            check_finite("pc", i, ts[i], x)
+            report.watch(i, ts[i], x)
         if predict is not None:
             x = predict(score_fn, grid, i, x, generator)
-        report("pc", i, ts[i + 1], x, callback)
+        report(i, ts[i + 1], x)
     return x
 
 

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from scoresde.samplers.common import Callback, Generator, Grid, ScoreFn, noise_like, report
+from scoresde.samplers.common import Callback, Generator, Grid, Reporter, ScoreFn, noise_like
 
 
 def em_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: Generator = None) -> Tensor:
@@ -46,9 +46,10 @@ def ancestral_step(score_fn: ScoreFn, grid: Grid, i: int, x: Tensor, generator: 
 
 def _loop(name: str, step, score_fn, sde, x, ts, generator, callback) -> Tensor:
     grid = Grid(sde, ts, x)
+    report = Reporter(name, grid.steps - 1, callback)
     for i in range(grid.steps):
         x = step(score_fn, grid, i, x, generator)
-        report(name, i, ts[i + 1], x, callback)
+        report(i, ts[i + 1], x)
     return x
 
 
