@@ -1,0 +1,174 @@
+"""Formula pins: tests that fail when one coefficient of a published update changes.
+
+An order test cannot tell DPM-Solver++(3M) from 2M here (on the probability-flow ODE of a
+Gaussian both converge at an observed order of about 2 over 10-80 steps: the lower-order warm-up
+steps dominate), so the third-order term could be dropped or its sign flipped unseen. These tests
+pin the update itself: its error against the exact solution at fixed step counts, and every step
+against an independent evaluation of the published formula.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import scoresde as ss
+from scoresde.samplers.multistep import dpmpp_3m
+
+# -- the probability-flow ODE of Gaussian data in EDM's coordinates ----------------------------
+#
+# With x̃ = x / m(t) and σ̃ = std(t) / m(t) = e^{-λ}, data x_0 ~ N(μ, s² I) give
+# x̃ = x_0 + σ̃ ε, the denoiser D(x̃, σ̃) = μ + s² / (s² + σ̃²) (x̃ - μ), and the probability-flow
+# ODE dx̃/dσ̃ = (x̃ - D) / σ̃ = σ̃ (x̃ - μ) / (s² + σ̃²), solved by
+# x̃(σ̃) - μ = (x̃(σ̃_0) - μ) sqrt((s² + σ̃²) / (s² + σ̃_0²)).
+
+GAUSS_MEAN, GAUSS_STD = 1.0, 0.5
+VP_EPS = 1e-3
+
+
+def vp_time_of_ratio(sde: ss.VPSDE, ratio: float) -> float:
+    """The VP time with ``σ̃(t) = ratio``: ``B(t) = log(1 + σ̃²)``, ``B(t) = β_0 t + (β_1 - β_0) t² / 2``."""
+    b = math.log1p(ratio**2)
+    delta = sde.beta_max - sde.beta_min
+    return (math.sqrt(sde.beta_min**2 + 2 * delta * b) - sde.beta_min) / delta
+
+
+def ve_time_of_ratio(sde: ss.VESDE, ratio: float) -> float:
+    """The VE time with ``σ(t) = σ_min (σ_max / σ_min)^t = ratio``."""
+    return math.log(ratio / sde.sigma_min) / math.log(sde.sigma_max / sde.sigma_min)
+
+
+SDES = {
+    "vp": (ss.VPSDE(), vp_time_of_ratio, lambda ratio: 1 / math.sqrt(1 + ratio**2)),
+    "ve": (ss.VESDE(0.01, 50.0), ve_time_of_ratio, lambda ratio: 1.0),
+}
+"""Each SDE with its closed-form ``t(σ̃)`` and ``m(σ̃)`` (VP: ``m² = 1 / (1 + σ̃²)``; VE: ``m = 1``)."""
+
+
+def vp_ratio(sde: ss.VPSDE, t: float) -> float:
+    """``σ̃(t) = sqrt(e^{B(t)} - 1)`` for VP."""
+    return math.sqrt(math.expm1(sde.beta_min * t + (sde.beta_max - sde.beta_min) * t**2 / 2))
+
+
+def relative_error_3m(steps: int) -> float:
+    """DPM-Solver++(3M) on the VP probability-flow ODE of ``N(1, 0.5²)`` over ``steps`` steps
+    uniform in ``λ`` from ``σ̃(1)`` to ``σ̃(1e-3)``, started ``x̃ - μ = 1`` off the mean: the
+    signed relative error ``c / c_exact - 1`` of the final deviation ``x̃_N - μ = c``. The
+    solver is affine in ``x`` with ``μ`` fixed, so this one number is its whole error."""
+    sde = ss.VPSDE()
+    hi, lo = vp_ratio(sde, 1.0), vp_ratio(sde, VP_EPS)
+    ratios = [hi * (lo / hi) ** (i / steps) for i in range(steps + 1)]
+    ts = torch.tensor([vp_time_of_ratio(sde, r) for r in ratios], dtype=torch.float64)
+    ts[0], ts[-1] = 1.0, VP_EPS
+    m_first, m_last = (1 / math.sqrt(1 + r**2) for r in (hi, lo))
+    gm = ss.GaussianMixture([[GAUSS_MEAN]], [GAUSS_STD], [1.0])
+    x = torch.tensor([[m_first * (GAUSS_MEAN + 1.0)]], dtype=torch.float64)
+    out = dpmpp_3m(gm.score_fn(sde), sde, x, ts, lower_order_final=False)
+    c_exact = math.sqrt((GAUSS_STD**2 + ratios[-1] ** 2) / (GAUSS_STD**2 + ratios[0] ** 2))
+    return (float(out) / m_last - GAUSS_MEAN) / c_exact - 1
+
+
+PINNED_3M = {10: 6.382017209638e-02, 20: 7.519858318868e-03, 40: 1.403684303691e-03}
+"""``relative_error_3m(steps)`` as measured by running it at commit ee002c2, whose 3M update
+agrees step by step with the independent evaluation of the published one below."""
+PIN_RTOL = 1e-6
+
+
+@pytest.mark.parametrize("steps", list(PINNED_3M))
+def test_dpmpp_3m_error_against_the_exact_solution_is_pinned(steps):
+    """The error of 3M against the closed-form solution, pinned at 10, 20 and 40 steps.
+
+    The computation is deterministic float64 (no sampling), so the tolerance only has to absorb
+    rounding: moving the mean from 1 to 0 or -3.7 changes these numbers by < 2e-10 relative, and
+    ``PIN_RTOL = 1e-6`` leaves more than three orders of margin. A change of the update moves them by
+    percent: with the third-order term ``φ_3 D2`` dropped they are 7.24e-2 / 1.22e-2 / 2.63e-3
+    (+13 %, +62 %, +87 %), with its sign flipped 7.96e-2 / 1.68e-2 / 3.85e-3, without the
+    ``r_0 / (r_0 + r_1)`` correction of ``D1`` 8.43e-2 / 2.08e-2 / 5.00e-3, and 2M gives
+    3.27e-2 / 1.30e-2 / 3.51e-3. Observed order 20 -> 40: log2(7.52 / 1.40) = 2.4.
+    """
+    assert relative_error_3m(steps) == pytest.approx(PINNED_3M[steps], rel=PIN_RTOL)
+
+
+# -- an independent evaluation of the published update ----------------------------------------
+
+MIX_MEANS = np.array([[-1.5, 0.5, 1.0], [2.0, -1.0, 0.0]])
+MIX_STDS = np.array([0.4, 0.8])
+MIX_WEIGHTS = np.array([0.6, 0.4])
+
+
+def mixture_denoiser(x: np.ndarray, ratio: float) -> np.ndarray:
+    """``E[x_0 | x̃]`` for ``x_0 ~ Σ_k w_k N(μ_k, s_k² I)`` and ``x̃ = x_0 + σ̃ ε`` (rows of ``x``):
+    ``Σ_k γ_k (μ_k + s_k² / (s_k² + σ̃²) (x̃ - μ_k))``, ``γ_k`` the posterior weights."""
+    var = MIX_STDS**2 + ratio**2  # (K,)
+    diff = x[:, None, :] - MIX_MEANS[None]  # (n, K, d)
+    log_w = np.log(MIX_WEIGHTS) - 0.5 * x.shape[1] * np.log(var) - 0.5 * (diff**2).sum(-1) / var
+    gamma = np.exp(log_w - log_w.max(1, keepdims=True))
+    gamma /= gamma.sum(1, keepdims=True)
+    posterior = MIX_MEANS[None] + (MIX_STDS**2 / var)[None, :, None] * diff
+    return (gamma[:, :, None] * posterior).sum(1)
+
+
+def reference_3m(x: np.ndarray, ratios: list[float]) -> list[np.ndarray]:
+    """DPM-Solver++(3M) with data prediction in ``x̃``, ``σ̃`` (Lu et al.'s reference code; the
+    same third-order step as k-diffusion's ``sample_dpmpp_3m_sde`` at ``eta = 0``), over the levels
+    ``ratios``: ``x̃`` after each step. With ``h = λ_t - λ_s`` and ``D`` the denoiser:
+
+        step 1:  x̃ <- e^{-h} x̃ + (1 - e^{-h}) D_s
+        step 2:  x̃ <- e^{-h} x̃ + (1 - e^{-h}) (D_s + D1_0 / 2),        D1_0 = (D_s - D_{s-1}) / r_0
+        then:    x̃ <- e^{-h} x̃ + (1 - e^{-h}) D_s + φ_2 D1 - φ_3 D2,
+                 D1 = D1_0 + r_0 / (r_0 + r_1) (D1_0 - D1_1),  D2 = (D1_0 - D1_1) / (r_0 + r_1),
+                 φ_2 = (e^{-h} - 1) / h + 1,  φ_3 = φ_2 / h - 1/2,
+
+    ``r_j = h_{-j-1} / h``. (k-diffusion's second step is the "taylor" form ``φ_2 D1_0`` instead
+    of ``(1 - e^{-h}) D1_0 / 2``, equal to first order in ``h``.)"""
+    lam = [-math.log(r) for r in ratios]
+    out, ds, hs = [], [], []
+    for i in range(len(ratios) - 1):
+        ds = [mixture_denoiser(x, ratios[i]), *ds][:3]
+        hs = [lam[i + 1] - lam[i], *hs][:3]
+        h = hs[0]
+        x = math.exp(-h) * x - math.expm1(-h) * ds[0]
+        if len(ds) == 2:
+            x = x - math.expm1(-h) * (ds[0] - ds[1]) / (hs[1] / h) / 2
+        elif len(ds) == 3:
+            r0, r1 = hs[1] / h, hs[2] / h
+            d1_0, d1_1 = (ds[0] - ds[1]) / r0, (ds[1] - ds[2]) / r1
+            phi_2 = math.expm1(-h) / h + 1
+            phi_3 = phi_2 / h - 0.5
+            x = x + phi_2 * (d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)) - phi_3 * (d1_0 - d1_1) / (r0 + r1)
+        out.append(x)
+    return out
+
+
+# Unequal steps in λ, so r_0 ≠ r_1 ≠ 1 (a uniform grid hides a swap of h_{-1} and h_{-2}).
+LAMBDA_STEP_WEIGHTS = [1.0, 2.0, 1.0, 3.0, 1.5, 1.0, 2.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_dpmpp_3m_matches_an_independent_evaluation_step_by_step(sde_name):
+    """scoresde's 3M and :func:`reference_3m` on the same irregular ``λ`` grid, from the same
+    prior points, on a two-component 3-D mixture (nonlinear denoiser): ``x`` after every step
+    agrees to 1e-9 relative (float64; measured ≤ 1e-13 on VP and VE). Dropping or flipping the third-order
+    term, or swapping ``r_0`` and ``r_1``, changes the first third-order step by far more."""
+    sde, time_of_ratio, mean_of_ratio = SDES[sde_name]
+    eps = VP_EPS if sde_name == "vp" else 1e-5
+    t_ends = torch.tensor([sde.T, eps], dtype=torch.float64)
+    hi, lo = (math.log(float(r)) for r in sde.ratio(t_ends))
+    cum = np.cumsum([0.0, *LAMBDA_STEP_WEIGHTS]) / sum(LAMBDA_STEP_WEIGHTS)
+    ratios = [math.exp(hi + u * (lo - hi)) for u in cum]
+    ts = torch.tensor([time_of_ratio(sde, r) for r in ratios], dtype=torch.float64)
+    ts[0], ts[-1] = sde.T, eps
+    gm = ss.GaussianMixture(torch.tensor(MIX_MEANS), torch.tensor(MIX_STDS), torch.tensor(MIX_WEIGHTS))
+    x0 = sde.prior_sample((6, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    seen = []
+    dpmpp_3m(gm.score_fn(sde), sde, x0, ts, lower_order_final=False,
+             callback=lambda info: seen.append(info["x"].clone()))
+    m = [mean_of_ratio(r) for r in ratios]
+    expected = reference_3m(x0.numpy() / m[0], ratios)
+    assert len(seen) == len(expected) == len(LAMBDA_STEP_WEIGHTS)
+    for i, (got, want) in enumerate(zip(seen, expected, strict=True)):
+        torch.testing.assert_close(got, torch.from_numpy(m[i + 1] * want), rtol=1e-9, atol=1e-9,
+                                   msg=lambda text, i=i: f"step {i}: {text}")
