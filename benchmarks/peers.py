@@ -128,16 +128,18 @@ DIFFUSERS_VP = ["DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler",
 
 
 def diffusers_vp_sample(diffusers, name: str, score_fn, sde, z: Tensor, steps: int,
-                        generator: torch.Generator | None = None) -> tuple[Tensor, int]:
+                        generator: torch.Generator | None = None,
+                        spacing: str | None = "trailing") -> tuple[Tensor, int]:
     """A diffusers VP scheduler (1000 training steps, linear betas ``β_min/N .. β_max/N``, as the
     continuous VP SDE) for ``steps`` inference steps from the standard normal ``z``. Sample
-    clipping to [-1, 1] (DDPM/DDIM's image default) is off; ``"trailing"`` timestep spacing so
-    the first step starts at the last training step, as scoresde's grids start at ``T``."""
+    clipping to [-1, 1] (DDPM/DDIM's image default) is off; ``"trailing"`` timestep spacing (by
+    default) so the first step starts at the last training step, as scoresde's grids start at
+    ``T``; ``spacing=None`` keeps the scheduler's own default."""
     n_train = 1000
     clip = {"clip_sample": False} if name in ("DDPMScheduler", "DDIMScheduler") else {}
     scheduler = getattr(diffusers, name)(
         num_train_timesteps=n_train, beta_start=sde.beta_min / n_train, beta_end=sde.beta_max / n_train,
-        beta_schedule="linear", timestep_spacing="trailing", **clip)
+        beta_schedule="linear", **({"timestep_spacing": spacing} if spacing else {}), **clip)
     scheduler.set_timesteps(steps)
     model = EpsModel(score_fn, sde, scheduler.alphas_cumprod)
     x = z * scheduler.init_noise_sigma
