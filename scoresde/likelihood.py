@@ -1,4 +1,4 @@
-"""Exact log-likelihood through the probability-flow ODE, and bits per dimension.
+"""Exact log-likelihood through the probability-flow ODE, and bits per dimension through it.
 
 Instantaneous change of variables along ``dx/dt = f̃(x, t) = f(x, t) - g(t)^2 s(x, t) / 2``:
 
@@ -21,11 +21,13 @@ The same path is followed whatever the time variable; only the solver's steps di
 ``time_variable="t"`` (the paper's integration in ``t``) is the default: measured on the 2-D
 oracle and on the benchmark's network it needed the fewest steps for VP (see
 ``benchmarks/likelihood.py``); ``"sigma"`` needed fewer for VE on the oracle.
+
+Bits per dimension of discrete data put this likelihood (or the ELBO) into the dequantisation
+arithmetic of :mod:`scoresde.dequantize`, where the loop over batches and draws lives.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +35,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from scoresde.dequantize import check_levels, dequantize, nats_to_bits_per_dim
+from scoresde.dequantize import BitsPerDim, dequantized_bits_per_dim
 from scoresde.elbo import elbo_nll
 from scoresde.sde import SDE, ScoreFn
 from scoresde.shapes import flatten_batch, require_finite
@@ -261,19 +263,6 @@ def log_likelihood(
     return LikelihoodResult(logp=prior + delta, z=z, prior_logp=prior, delta_logp=delta, nfe=ode.nfe)
 
 
-@dataclass
-class BitsPerDim:
-    """Bits per dimension of each sample (averaged over dequantisations), their mean and SE.
-
-    ``stderr = std(bpd) / sqrt(n)`` over the ``n`` samples; ``nfe`` sums all ODE solves.
-    """
-
-    bpd: Tensor
-    mean: float
-    stderr: float
-    nfe: int
-
-
 def _ode_nll(score_fn: ScoreFn, sde: SDE, y: Tensor, generator: torch.Generator | None,
              **ode_kw) -> tuple[Tensor, int]:
     """``-log p_y(y)`` in nats per sample from the probability-flow ODE, and its NFE."""
@@ -306,31 +295,14 @@ def bits_per_dim(
     ``bpd = (-log p_y(y) - D ln(hi - lo)) / (D ln 2) + log2(L)`` (see ``scoresde.dequantize``)
     is averaged over the draws: an upper bound, in expectation, on the discrete model's bits/dim.
     ``-log p_y`` comes from ``estimator`` (``"ode"``: :func:`log_likelihood`; ``"elbo"``: the
-    variational bound :func:`scoresde.elbo`; ``ode_kw`` passed on). Data stay on their device;
-    ``dtype`` defaults to torch's default float dtype.
+    variational bound :func:`scoresde.elbo`; ``ode_kw`` passed on) through
+    :func:`scoresde.dequantize.dequantized_bits_per_dim`. Data stay on their device; ``dtype``
+    defaults to torch's default float dtype.
     """
     _check_choice("estimator", estimator, tuple(ESTIMATORS))
-    check_levels(data, num_levels, "data")
-    if not isinstance(n_dequant, int) or n_dequant < 1:
-        raise ValueError(f"n_dequant must be a positive integer; got {n_dequant!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    dim = flatten_batch(data).shape[1]
     nll_fn = ESTIMATORS[estimator]
-    chunks, nfe = [], 0
-    batches = data.split(batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="bits/dim")
-    for batch in batches:
-        total = 0.0
-        for _ in range(n_dequant):
-            y, _ = dequantize(batch, num_levels, data_range, generator=generator, dtype=dtype)
-            nll, n = nll_fn(score_fn, sde, y, generator, **ode_kw)
-            total = total + nats_to_bits_per_dim(nll, dim, num_levels=num_levels, data_range=data_range)
-            nfe += n
-        chunks.append(total / n_dequant)
-    bpd = torch.cat(chunks)
-    stderr = bpd.std().item() / math.sqrt(len(bpd)) if len(bpd) > 1 else float("nan")
-    return BitsPerDim(bpd=bpd, mean=bpd.mean().item(), stderr=stderr, nfe=nfe)
+    return dequantized_bits_per_dim(
+        lambda y, gen: nll_fn(score_fn, sde, y, gen, **ode_kw), data, num_levels=num_levels,
+        data_range=data_range, n_dequant=n_dequant, generator=generator, batch_size=batch_size,
+        dtype=dtype, progress=progress,
+    )
