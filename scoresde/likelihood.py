@@ -100,9 +100,8 @@ class _Clock:
         i = pos.floor().clamp(max=self._GRID - 2)
         t = torch.lerp(self.table[i.long()], self.table[i.long() + 1], pos - i)
         for _ in range(self._NEWTON):
-            std = self.sde.std(t)
-            slope = self.sde.diffusion(t) ** 2 / (2 * std**2)
-            t = (t - (torch.log(std / self.sde.mean_coef(t)) - rho) / slope).clamp(self.eps, self.sde.T)
+            slope = self.sde.diffusion(t) ** 2 / (2 * self.sde.std(t) ** 2)
+            t = (t - (self._rho(t) - rho) / slope).clamp(self.eps, self.sde.T)
         return t
 
     def velocity_factor(self, t: Tensor) -> Tensor:

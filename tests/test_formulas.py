@@ -122,6 +122,7 @@ def test_grid_tables_are_the_sde_methods(sde):
     ts = torch.tensor([1.0, 0.5, 0.1, 0.01], dtype=torch.float64)
     grid = Grid(sde, ts, torch.zeros(3, 2, dtype=torch.float64))
     torch.testing.assert_close(torch.tensor(grid.drift_coef, dtype=torch.float64), sde.drift_coef(ts))
+    torch.testing.assert_close(torch.tensor(grid.ratio, dtype=torch.float64), sde.std(ts) / sde.mean_coef(ts))
     if sde.discrete_chain is not None:
         a, b, c = sde.ancestral_coefs(ts[:-1], ts[1:])
         table = torch.tensor(grid.ancestral, dtype=torch.float64)

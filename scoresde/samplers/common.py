@@ -32,13 +32,14 @@ class CountingScore:
 class Grid:
     """A decreasing time grid ``ts`` with its coefficients computed once per run.
 
-    ``t[i]``, ``m[i] = m(t_i)``, ``std[i] = std(t_i)``, ``drift_coef[i] = -β(t_i) / 2`` (the drift
-    is ``drift_coef[i] x``) and ``g2[i] = g(t_i)^2`` are Python floats evaluated in float64, as is
-    the forward step from ``t_{i+1}`` to ``t_i`` of ``sde.discretize``,
-    ``x_{t_i} = x_{t_{i+1}} + f + G z`` with ``f = chain_f[i] x`` (every SDE here is linear in ``x``)
-    and ``G = chain_g[i]``. So a step does no tensor work on scalars and no host synchronisation;
-    :meth:`time` is the ``(batch,)`` time the score takes; :attr:`ancestral` holds the ancestral
-    step's coefficients, computed at first use (only SDEs with an exact discrete chain have them).
+    ``t[i]``, ``m[i] = m(t_i)``, ``std[i] = std(t_i)``, ``ratio[i] = σ̃(t_i) = std[i] / m[i]``,
+    ``drift_coef[i] = -β(t_i) / 2`` (the drift is ``drift_coef[i] x``) and ``g2[i] = g(t_i)^2``
+    are Python floats evaluated in float64, as is the forward step from ``t_{i+1}`` to ``t_i`` of
+    ``sde.discretize``, ``x_{t_i} = x_{t_{i+1}} + f + G z`` with ``f = chain_f[i] x`` (every SDE
+    here is linear in ``x``) and ``G = chain_g[i]``. So a step does no tensor work on scalars and
+    no host synchronisation; :meth:`time` is the ``(batch,)`` time the score takes; :attr:`ancestral`
+    holds the ancestral step's coefficients, computed at first use (only SDEs with an exact
+    discrete chain have them).
     ``steps = len(ts) - 1``. Raises ``ValueError`` if ``ts`` leaves ``[0, T]``.
     """
 
@@ -48,6 +49,7 @@ class Grid:
         self.sde, self.steps, self._ts64 = sde, len(ts) - 1, ts64
         self.t = ts64.tolist()
         self.m, self.std = sde.mean_coef(ts64).tolist(), sde.std(ts64).tolist()
+        self.ratio = sde.ratio(ts64).tolist()
         self.drift_coef, self.g2 = sde.drift_coef(ts64).tolist(), (sde.diffusion(ts64) ** 2).tolist()
         f, G = sde.discretize(torch.ones(self.steps, 1, dtype=torch.float64), ts64[:-1], -ts64.diff())
         self.chain_f, self.chain_g = f.flatten().tolist(), G.flatten().tolist()
@@ -64,8 +66,8 @@ class Grid:
         return self._times[i]
 
     def sigma(self, i: int) -> float:
-        """EDM's noise-to-signal ratio ``σ̃_i = std(t_i) / m(t_i)``."""
-        return self.std[i] / self.m[i]
+        """EDM's noise-to-signal ratio ``σ̃_i = std(t_i) / m(t_i)`` (``sde.ratio``)."""
+        return self.ratio[i]
 
     def denoised(self, i: int, x: Tensor, score: Tensor) -> Tensor:
         """Tweedie's ``D = (x + std_i^2 s) / m_i`` at grid point ``i`` (``sde.posterior_mean``)."""

@@ -29,8 +29,8 @@ LOWER_ORDER_FINAL_BELOW = 15
 
 
 def log_snr(grid: Grid) -> list[float]:
-    """``λ(t_i) = log(m(t_i) / std(t_i))`` on the grid, decreasing in ``t``."""
-    return [math.log(m / std) for m, std in zip(grid.m, grid.std, strict=True)]
+    """``λ(t_i) = log(m(t_i) / std(t_i)) = -log σ̃(t_i)`` on the grid, decreasing in ``t``."""
+    return [-math.log(ratio) for ratio in grid.ratio]
 
 
 def step_order(order: int, i: int, steps: int, lower_order_final: bool) -> int:
