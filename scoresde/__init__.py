@@ -1,6 +1,7 @@
 """scoresde: score-based generative modelling through SDEs (VP / DDPM, sub-VP, VE / SMLD)."""
 
 from scoresde.analytic import GaussianMixture, toy_mixture
+from scoresde.conditional import INPAINT_METHODS, InpaintInfo, classifier_guidance, inpaint
 from scoresde.elbo import ElboResult, elbo, elbo_bits_per_dim
 from scoresde.likelihood import BitsPerDim, LikelihoodResult, bits_per_dim, log_likelihood
 from scoresde.metrics import (
@@ -23,6 +24,7 @@ from scoresde.training import Trainer
 __version__ = "0.1.0"
 
 __all__ = [
+    "INPAINT_METHODS",
     "SDE",
     "VESDE",
     "VPSDE",
@@ -32,6 +34,7 @@ __all__ = [
     "GaussianMixture",
     "ImageJudge",
     "ImageQuality",
+    "InpaintInfo",
     "LikelihoodResult",
     "MixtureStats",
     "ReverseSDE",
@@ -40,9 +43,11 @@ __all__ = [
     "SubVPSDE",
     "Trainer",
     "bits_per_dim",
+    "classifier_guidance",
     "elbo",
     "elbo_bits_per_dim",
     "frechet_distance",
+    "inpaint",
     "kernel_distance",
     "load_or_train_classifier",
     "log_likelihood",

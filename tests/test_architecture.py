@@ -68,7 +68,7 @@ LAYERS = [
      "runlog", "stopping", "runlock", "samplers.budget", "samplers.multistep_updates"},
     {"sde", "analytic", "dequantize"},
     {"score", "losses", "elbo", "samplers", "metrics", "data"},
-    {"likelihood", "training", "parallel", ""},
+    {"likelihood", "training", "parallel", "conditional", ""},
     {"distributed"},
     {"build"},
     {"arguments", "evaluate", "compare"},
