@@ -103,17 +103,19 @@ def _smc(score_fn, sde, known, mask, sampler, steps, generator, eps, denoise, gr
                          f"be None or 'ddim'; got {sampler!r}")
     if isinstance(particles, bool) or not isinstance(particles, int) or particles < 1:
         raise ValueError(f"particles must be an integer >= 1; got {particles!r}")
-    unknown = set(options) - {"ess_threshold"}
+    unknown = set(options) - {"ess_threshold", "twist"}
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for method 'smc'; valid: ['ess_threshold']")
-    threshold = options.get("ess_threshold", 0.5)
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for method 'smc'; "
+                         f"valid: ['ess_threshold', 'twist']")
+    threshold, twist = options.get("ess_threshold", 0.5), bool(options.get("twist", True))
     if not 0 <= threshold <= 1:
         raise ValueError(f"ess_threshold must lie in [0, 1]; got {threshold!r}")
     eps = sde.sampling_eps if eps is None else eps
     ts = _lookup("grid", grid or "uniform", GRIDS)(sde, SMC_STEPS if steps is None else steps, eps)
     ts = ts.to(known.device, known.dtype)
-    x, nfe, ess = inpaint_smc(score_fn, sde, known, mask, ts, particles, generator, denoise, threshold)
-    options = {"particles": particles, "ess_threshold": threshold}
+    x, nfe, ess = inpaint_smc(score_fn, sde, known, mask, ts, particles, generator, denoise,
+                              threshold, twist)
+    options = {"particles": particles, "ess_threshold": threshold, "twist": twist}
     return x, InpaintInfo("smc", "ddim", nfe, ts, eps, options, ess)
 
 

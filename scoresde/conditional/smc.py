@@ -38,11 +38,11 @@ def kernel(grid: Grid, i: int, x: Tensor, x0: Tensor) -> tuple[Tensor, float]:
 
 
 def inpaint_smc(score_fn: ScoreFn, sde, known: Tensor, mask: Tensor, ts: Tensor, particles: int,
-                generator: torch.Generator | None, denoise: bool,
-                ess_threshold: float = 0.5) -> tuple[Tensor, int, Tensor]:
+                generator: torch.Generator | None, denoise: bool, ess_threshold: float = 0.5,
+                twist: bool = True) -> tuple[Tensor, int, Tensor]:
     """SMCDiff over the grid ``ts`` with ``particles`` per problem; ``(x, nfe, ess)``, ``ess`` the
-    mean effective sample size after each step (before resampling). ``nfe`` counts calls of
-    ``score_fn``, each on ``batch · particles`` states."""
+    mean effective sample size at each step (before resampling). ``nfe`` counts calls of
+    ``score_fn``, each on ``batch · particles`` states. With ``twist``, see :func:`log_twist`."""
     batch, P = known.shape[0], particles
     counted = CountingScore(score_fn)
     k_known, k_mask = known.repeat_interleave(P, 0), mask.repeat_interleave(P, 0)
@@ -51,20 +51,34 @@ def inpaint_smc(score_fn: ScoreFn, sde, known: Tensor, mask: Tensor, ts: Tensor,
     track = grid.m[0] * known + grid.std[0] * noise_like(known, generator)
     x = torch.where(k_mask, track.repeat_interleave(P, 0), x)
     log_w = torch.zeros(batch, P, dtype=known.dtype, device=known.device)
+    log_psi_prev = torch.zeros(batch * P, dtype=known.dtype, device=known.device)
     ess = []
     for i in range(grid.steps):
-        mean, c = kernel(grid, i, x, grid.denoised(i, x, counted(x, grid.time(i))))
+        x0 = grid.denoised(i, x, counted(x, grid.time(i)))
+        log_psi = log_twist(x0, k_known, k_mask, grid.sigma(i)) if twist else log_psi_prev
+        log_w = log_w + (log_psi - log_psi_prev).reshape(batch, P)
+        ess.append(_ess(log_w).mean())
+        (x, x0, log_psi), log_w = _resample((x, x0, log_psi), log_w, ess_threshold, generator)
+        mean, c = kernel(grid, i, x, x0)
         track_mean, _ = kernel(grid, i, track, known)
         track = track_mean + c * noise_like(known, generator)
         k_track = track.repeat_interleave(P, 0)
         log_w = log_w + _log_density(k_track, mean, c, k_mask).reshape(batch, P)
         x = torch.where(k_mask, k_track, mean + c * noise_like(x, generator))
-        ess.append(_ess(log_w).mean())
-        x, log_w = _resample(x, log_w, ess_threshold, generator)
-    x = _pick(x, log_w, generator)
+        log_psi_prev = log_psi
+    x = _pick(x, log_w - log_psi_prev.reshape(batch, P), generator)
     if denoise:
         x = tweedie(counted, sde, x, ts[-1])
     return torch.where(mask, known, x), counted.nfe, torch.stack(ess)
+
+
+def log_twist(x0: Tensor, known: Tensor, mask: Tensor, ratio: float) -> Tensor:
+    """``log ψ_t = log N(x_known; x̂_0(x_t), σ̃_t^2 I)`` on the known entries, up to a constant:
+    a look-ahead guess of how well a particle explains the known values (``σ̃ = std / m``, about
+    the spread of ``x_0`` given ``x_t`` at small noise, flatter at large). The particles carry
+    ``ψ_t`` in their weights from step to step and shed the last one at the end, so the target is
+    unchanged; resampling on it moves particles into the right modes before they commit."""
+    return _log_density(known, x0, ratio, mask)
 
 
 def _log_density(value: Tensor, mean: Tensor, c: float, mask: Tensor) -> Tensor:
@@ -78,19 +92,19 @@ def _ess(log_w: Tensor) -> Tensor:
     return (2 * log_w.logsumexp(1) - (2 * log_w).logsumexp(1)).exp()
 
 
-def _resample(x: Tensor, log_w: Tensor, threshold: float,
-              generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """Multinomial resampling of the problems whose ESS is below ``threshold · P``; their weights
-    reset to equal."""
+def _resample(states: tuple[Tensor, ...], log_w: Tensor, threshold: float,
+              generator: torch.Generator | None) -> tuple[tuple[Tensor, ...], Tensor]:
+    """Multinomial resampling of the problems whose ESS is below ``threshold · P`` (``states``
+    laid out ``(batch · P, ...)`` problem-major); their weights reset to equal."""
     batch, P = log_w.shape
     low = _ess(log_w) < threshold * P
     if not bool(low.any()):
-        return x, log_w
+        return states, log_w
     drawn = torch.multinomial(log_w.softmax(1), P, replacement=True, generator=generator)
-    keep = torch.arange(P, device=x.device).expand(batch, P)
+    keep = torch.arange(P, device=log_w.device).expand(batch, P)
     idx = torch.where(low.unsqueeze(1), drawn, keep)
-    rows = (idx + P * torch.arange(batch, device=x.device).unsqueeze(1)).flatten()
-    return x[rows], torch.where(low.unsqueeze(1), torch.zeros_like(log_w), log_w)
+    rows = (idx + P * torch.arange(batch, device=log_w.device).unsqueeze(1)).flatten()
+    return tuple(s[rows] for s in states), torch.where(low.unsqueeze(1), torch.zeros_like(log_w), log_w)
 
 
 def _pick(x: Tensor, log_w: Tensor, generator: torch.Generator | None) -> Tensor:
