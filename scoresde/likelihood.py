@@ -37,6 +37,7 @@ from torchdiffeq import odeint
 
 from scoresde.dequantize import BitsPerDim, dequantized_bits_per_dim
 from scoresde.elbo import elbo_nll
+from scoresde.score_contract import CheckedScore
 from scoresde.sde import SDE, ScoreFn
 from scoresde.shapes import flatten_batch, require_finite
 
@@ -244,7 +245,7 @@ def log_likelihood(
     )
     clock = None if time_variable == "t" else _Clock(sde, eps, time_variable, x)
     tau0, tau1 = (eps, sde.T) if clock is None else (clock.tau0, clock.tau1)
-    ode = _AugmentedODE(score_fn, sde, clock, eps, divergence)
+    ode = _AugmentedODE(CheckedScore(score_fn, need_grad=True), sde, clock, eps, divergence)
     options = dict(options or {})
     if method in FIXED_METHODS and "step_size" not in options and "grid_points" not in options:
         raise ValueError(f"method {method!r} is fixed-step: pass options={{'step_size': ...}} (in the "

@@ -65,7 +65,8 @@ def test_config_is_schema_only():
 
 LAYERS = [
     {"shapes", "atomic", "config", "plotting", "networks", "checkpoint", "ema", "lr_schedule",
-     "runlog", "stopping", "runlock", "samplers.budget", "samplers.multistep_updates"},
+     "runlog", "stopping", "runlock", "score_contract", "samplers.budget",
+     "samplers.multistep_updates"},
     {"sde", "analytic", "dequantize"},
     {"score", "losses", "elbo", "samplers", "metrics", "data"},
     {"likelihood", "training", "parallel", "conditional", ""},

@@ -9,6 +9,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from scoresde.score_contract import check_score_output
 from scoresde.sde import posterior_mean
 from scoresde.shapes import batch_time, check_time
 
@@ -17,8 +18,19 @@ Callback = Callable[[dict], None]
 Generator = torch.Generator | None
 
 
+def check_decreasing(ts: Tensor) -> None:
+    """``ValueError`` naming ``ts`` unless it decreases strictly: sampling runs from ``T`` down."""
+    steps = ts[1:] - ts[:-1]
+    if ts.ndim != 1 or bool((steps >= 0).any()):
+        i = int((steps >= 0).nonzero()[0]) if ts.ndim == 1 else 0
+        raise ValueError(f"ts must be a strictly decreasing 1-d grid (sampling runs from t = T down "
+                         f"to eps); got ts[{i}] = {float(ts.flatten()[i]):.4g} <= "
+                         f"ts[{i + 1}] = {float(ts.flatten()[i + 1]):.4g}")
+
+
 class CountingScore:
-    """Wrap ``score_fn`` and count its calls in ``nfe``: each call is one score evaluation."""
+    """Wrap ``score_fn`` and count its calls in ``nfe``: each call is one score evaluation; the
+    first output is checked (:func:`~scoresde.score_contract.check_score_output`)."""
 
     def __init__(self, score_fn: ScoreFn):
         self.score_fn = score_fn
@@ -26,7 +38,10 @@ class CountingScore:
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.nfe += 1
-        return self.score_fn(x, t)
+        out = self.score_fn(x, t)
+        if self.nfe == 1:
+            check_score_output(out, x)
+        return out
 
 
 class Grid:
@@ -40,12 +55,13 @@ class Grid:
     no host synchronisation; :meth:`time` is the ``(batch,)`` time the score takes; :attr:`ancestral`
     holds the ancestral step's coefficients, computed at first use (only SDEs with an exact
     discrete chain have them).
-    ``steps = len(ts) - 1``. Raises ``ValueError`` if ``ts`` leaves ``[0, T]``.
+    ``steps = len(ts) - 1``. Raises ``ValueError`` if ``ts`` leaves ``[0, T]`` or does not decrease.
     """
 
     def __init__(self, sde, ts: Tensor, x: Tensor):
         ts64 = ts.detach().to("cpu", torch.float64)
         check_time(ts64, sde.T)
+        check_decreasing(ts64)
         self.sde, self.steps, self._ts64 = sde, len(ts) - 1, ts64
         self.t = ts64.tolist()
         self.m, self.std = sde.mean_coef(ts64).tolist(), sde.std(ts64).tolist()
