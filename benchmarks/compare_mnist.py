@@ -12,8 +12,11 @@ DDIM; diffusers with ``"trailing"`` timestep spacing, which starts at the last t
 scoresde's grids start at T) and on the peer's recommended grid (k-diffusion: Karras ρ = 7;
 diffusers: its default spacing). NFE is counted by wrapping the score.
 
-    python benchmarks/compare_mnist.py --checkpoint runs/mnist_cmp   # -> results/compare_mnist.{json,png}
+    python benchmarks/compare_mnist.py --checkpoint runs/mnist_cmp   # -> results/compare_mnist.*
     python benchmarks/compare_mnist.py --quick --results /tmp/b      # a 2-step digits model, seconds
+
+``results/compare_mnist.{json,png}`` hold the rows and the FD-vs-NFE figure, and
+``compare_mnist_samples_<sampler>.png`` the first 64 images of each budget (same prior noise).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 from scoresde.build import load_config, load_data, load_trained
 from scoresde.compare.images import judge_samplers
 from scoresde.compare.plan import CompareOptions, Defaults
-from scoresde.compare.plots import line_style
+from scoresde.compare.plots import image_samples, line_style
 from scoresde.compare.report import line_label
 from scoresde.distributed import block_generator
 from scoresde.metrics import ImageJudge, load_or_train_classifier
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     d = Defaults(split(args.nfe), None, args.n, 0, (1e-2,), stochastic_nfe=split(args.stochastic_nfe))
     cfg.sample.batch_size = args.batch
     opts = CompareOptions(samplers=tuple(args.samplers.split(",")), seed=args.seed, progress=False)
-    runs, _ = judge_samplers(model, cfg, d, opts, judge, data.shape)
+    runs, samples = judge_samplers(model, cfg, d, opts, judge, data.shape)
     rows = [{"lib": "scoresde", "grid": SAMPLERS["ode" if r.sampler == "ode_rk4" else r.sampler].grid,
              **{k: v for k, v in vars(r).items() if k not in ("class_hist",)}} for r in runs]
     for r in rows:
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
               "floor": judge.floor(args.n), "rows": rows, "missing_peers": dict(MISSING)}
     path = write_json("compare_mnist", result, args.quick, args.results)
     figure(result, path.with_suffix(".png"))
+    for label in dict.fromkeys(r.sampler for r in runs):
+        image_samples(path.with_name(f"{path.stem}_samples_{label}.png"), label, samples, d.tolerances)
 
 
 if __name__ == "__main__":
