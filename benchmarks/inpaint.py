@@ -28,7 +28,7 @@ from common import RESULTS, metadata, write_json
 C = 0.15
 SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 50.0)}
 REPLACEMENT = [("pc", 1000), ("em", 1000), ("ddim", 200), ("dpm++2m", 50)]
-SMC = [(1, 200, True), (4, 200, True), (8, 200, True), (16, 100, True), (16, 200, False),
+SMC = [(1, 200, True), (4, 200, True), (8, 200, True), (16, 100, True), (16, 150, True), (16, 200, False),
        (16, 200, True), (32, 200, True)]
 
 
