@@ -23,10 +23,11 @@ particles and steps grow (:mod:`~scoresde.conditional.smc`)."""
 NOT_STEPPING = {"ode": "it integrates with torchdiffeq in one call"}
 """Samplers whose state cannot be changed between steps, so replacement cannot act on them."""
 SMC_STEPS = 200
-"""``method="smc"``'s default steps, on the log-SNR grid: on the bimodal oracle problem of
-``tests/test_inpaint.py`` (64 particles, n = 300, VP) the grid uniform in ``t`` left the mode
-weight at 0.47 (exact 0.24) at 200 steps, 0.27 at 1000; log-SNR and Karras at 200 gave 0.28 and
-0.21 (standard error 0.025). ``benchmarks/inpaint.py`` records the log-SNR runs."""
+"""``method="smc"``'s default steps, on the log-SNR grid. On a variant of the bimodal oracle
+problem of ``tests/test_inpaint.py`` (a third, far component added; 64 particles, n = 300, VP)
+the grid uniform in ``t`` left the mode weight at 0.47 (exact 0.24) at 200 steps and 0.27 at
+1000; log-SNR and Karras at 200 gave 0.28 and 0.21 (standard error 0.025).
+``benchmarks/inpaint.py`` records the log-SNR runs."""
 
 
 @dataclass
