@@ -16,12 +16,12 @@ import torch
 from _common import parse, parser, pyplot, save_figure, save_json
 
 import scoresde as ss
-from scoresde.compare import Defaults, line_style, measure, plan_runs, quality_vs_nfe
+from scoresde.compare import Defaults, distance_to, line_style, measure, plan_runs, quality_vs_nfe
 
 SDES = {"vp": ss.VPSDE(), "subvp": ss.SubVPSDE(), "ve": ss.VESDE(0.01, 12.0)}
 
 
-def run(sde_name: str, d: Defaults, gm, reference, args) -> list[dict]:
+def run(sde_name: str, d: Defaults, gm, distance, args) -> list[dict]:
     """Every applicable sampler on ``sde_name`` at every budget of ``d``."""
     sde = SDES[sde_name]
     runs = []
@@ -31,8 +31,8 @@ def run(sde_name: str, d: Defaults, gm, reference, args) -> list[dict]:
         x, info = ss.sample(gm.score_fn(sde), sde, (d.n_samples, 2), sampler=sampler, steps=steps,
                             generator=gen, device=args.device, dtype=torch.float64, **options)
         seconds = time.perf_counter() - tic
-        runs.append(measure(label, sde_name, budget, steps, info.nfe, seconds, x.cpu(), reference,
-                            gm, options, args.seed, score="oracle").__dict__)
+        runs.append(measure(label, sde_name, budget, steps, info.nfe, seconds, x.cpu(), distance,
+                            gm, options, score="oracle").__dict__)
     return runs
 
 
@@ -64,7 +64,8 @@ def main() -> None:
     floor = [ss.sliced_wasserstein(gm.sample(d.n_samples, generator=torch.Generator().manual_seed(k)),
                                    reference, 128, torch.Generator().manual_seed(args.seed))
              for k in range(5)]
-    runs = [r for name in SDES for r in run(name, d, gm, reference, args)]
+    distance = distance_to(reference, args.seed)
+    runs = [r for name in SDES for r in run(name, d, gm, distance, args)]
     save_json(args.out, "compare_samplers", {"n": d.n_samples, "floor_sliced_w2": floor, "runs": runs})
     args.out.mkdir(parents=True, exist_ok=True)
     quality_vs_nfe(args.out / "compare_samplers.png", runs, floor, list(SDES))

@@ -32,7 +32,7 @@ from scoresde.compare.command import add_arguments, main, options_from_args
 from scoresde.compare.plan import SDE_NAMES, CompareOptions, Defaults, plan_runs
 from scoresde.compare.plots import line_style, quality_vs_nfe, sample_grid
 from scoresde.compare.report import report_markdown
-from scoresde.compare.runner import Run, measure, run_compare
+from scoresde.compare.runner import Run, distance_to, measure, run_compare
 
 __all__ = [
     "SDE_NAMES",
@@ -40,6 +40,7 @@ __all__ = [
     "Defaults",
     "Run",
     "add_arguments",
+    "distance_to",
     "line_style",
     "main",
     "measure",

@@ -32,7 +32,7 @@ from scoresde.compare.plots import quality_vs_nfe, sample_grid
 from scoresde.compare.report import report_markdown
 from scoresde.config import Config
 from scoresde.data import TOYS, Dataset
-from scoresde.metrics import mixture_stats, sliced_wasserstein
+from scoresde.metrics import SlicedWasserstein, mixture_stats
 from scoresde.samplers import sample
 from scoresde.shapes import flatten_batch
 
@@ -81,7 +81,8 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
     oracle = toy_mixture() if base.data.name == "mixture" else None
     reference = _reference(oracle, data, d.reference_size, opts.seed)
     sdes = check_sdes(opts.sdes or SDE_NAMES)
-    floor = _floor(oracle, data, reference, d.n_samples, opts.seed)
+    distance = distance_to(reference, opts.seed)
+    floor = _floor(oracle, data, distance, d.n_samples, opts.seed)
     runs, nll, samples, phases = [], [], {}, dict.fromkeys(("train", "likelihood", "sample"), 0.0)
     for name in sdes:
         clock = time.perf_counter()
@@ -92,7 +93,7 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
             nll.append(likelihood(model, name, data, oracle, d, opts))
             phases["likelihood"] += nll[-1]["seconds"]
         clock = time.perf_counter()
-        runs += _sample_all(model, name, d, opts, reference, oracle, samples)
+        runs += _sample_all(model, name, d, opts, reference, distance, oracle, samples)
         phases["sample"] += time.perf_counter() - clock
     result = {"config": base.name, "data": base.data.name, "options": jsonable(asdict(opts)),
               "train_steps": d.train_steps, "floor_sliced_w2": floor,
@@ -147,6 +148,7 @@ def resolve_defaults(opts: CompareOptions, image: bool) -> Defaults:
 
 
 def _sample_all(model, sde_name: str, d: Defaults, opts: CompareOptions, reference: Tensor,
+                distance: SlicedWasserstein,
                 oracle: GaussianMixture | None, samples: dict) -> list[Run]:
     """Every planned run with the trained network and, on the mixture, with the exact score,
     each pair from the same prior noise (seed ``opts.seed + 1``)."""
@@ -167,17 +169,17 @@ def _sample_all(model, sde_name: str, d: Defaults, opts: CompareOptions, referen
             seconds = time.perf_counter() - tic
             samples[(label, sde_name, budget, score)] = x.cpu()
             runs.append(measure(label, sde_name, budget, steps, info.nfe, seconds, x.cpu(),
-                                reference, oracle, options, opts.seed, score))
+                                distance, oracle, options, score))
     return runs
 
 
 def measure(label: str, sde_name: str, budget: int, steps: int | None, nfe: int, seconds: float,
-            x: Tensor, reference: Tensor, oracle: GaussianMixture | None, options: dict,
-            seed: int, score: str = "trained") -> Run:
-    """A :class:`Run` of sample ``x``: sliced W2 to ``reference`` and, with an oracle, the
-    mixture statistics (``inf`` / ``None`` when ``x`` is not finite)."""
+            x: Tensor, distance: SlicedWasserstein, oracle: GaussianMixture | None, options: dict,
+            score: str = "trained") -> Run:
+    """A :class:`Run` of sample ``x``: its sliced W2 ``distance`` to the reference and, with an
+    oracle, the mixture statistics (``inf`` / ``None`` when ``x`` is not finite)."""
     finite = bool(torch.isfinite(x).all())
-    dist = sw2(x, reference, seed) if finite else float("inf")
+    dist = distance(x) if finite else float("inf")
     run = Run(label, sde_name, score, budget, steps, nfe, seconds, dist, options=jsonable(options))
     if oracle is not None and finite:
         stats = mixture_stats(oracle, x)
@@ -185,9 +187,10 @@ def measure(label: str, sde_name: str, budget: int, steps: int | None, nfe: int,
     return run
 
 
-def sw2(x: Tensor, reference: Tensor, seed: int) -> float:
-    """Sliced W2 with the same ``N_PROJECTIONS`` directions for every run."""
-    return sliced_wasserstein(x, reference, N_PROJECTIONS, torch.Generator().manual_seed(seed))
+def distance_to(reference: Tensor, seed: int) -> SlicedWasserstein:
+    """Sliced W2 to ``reference`` over the same ``N_PROJECTIONS`` directions (drawn from
+    ``seed``) for every run, the reference projected and sorted once."""
+    return SlicedWasserstein(reference, N_PROJECTIONS, torch.Generator().manual_seed(seed))
 
 
 def _reference(oracle: GaussianMixture | None, data: Dataset, size: int, seed: int) -> Tensor:
@@ -198,7 +201,7 @@ def _reference(oracle: GaussianMixture | None, data: Dataset, size: int, seed: i
     return oracle.sample(size, generator=gen, dtype=torch.float32)
 
 
-def _floor(oracle, data: Dataset, reference: Tensor, n: int, seed: int) -> list[float]:
+def _floor(oracle, data: Dataset, distance: SlicedWasserstein, n: int, seed: int) -> list[float]:
     """Sliced W2 from exact samples of size ``n`` to the reference (``FLOOR_SEEDS`` draws)."""
     if oracle is not None:
         draws = [oracle.sample(n, generator=torch.Generator().manual_seed(seed + 20_000 + k))
@@ -207,7 +210,7 @@ def _floor(oracle, data: Dataset, reference: Tensor, n: int, seed: int) -> list[
         draws = [data.train[torch.randperm(len(data.train),
                                            generator=torch.Generator().manual_seed(seed + k))[:n]]
                  for k in range(FLOOR_SEEDS)]
-    return [sw2(x, reference, seed) for x in draws]
+    return [distance(x) for x in draws]
 
 
 def jsonable(obj):
