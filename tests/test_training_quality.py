@@ -12,8 +12,12 @@ to sampling noise alone — a sample that lost or displaced a mode (SW ≳ 1) fa
 counts must also pass a χ² test (2 dof) at the 1e-4 level (χ² < 18.4).
 
 Likelihood bound. The PF-ODE NLL (exact trace, float64, rtol = atol = 1e-4) of 200 held-out
-points is compared pairwise with the oracle's exact ``-log p_eps``; the mean difference must
-be within 0.15 nats (measured ≈ 0.05, standard error ≈ 0.015, ODE tolerance error ≈ 1e-3).
+points is compared pairwise with the oracle's exact ``-log p_eps``. The held-out points are drawn
+from the mixture itself, so by Gibbs' inequality the mean gap (model NLL minus exact NLL) is
+``>= 0`` in expectation: it must exceed ``-3 se``, ``se`` the standard error of the 200 paired
+differences (a likelihood that overstates ``log p`` fails here). Above, it may exceed the gap
+measured for this seeded recipe, 0.053 nats (se 0.016; ODE tolerance error ≈ 1e-3), by at most
+``3 se`` (about 0.10 nats in all, where the bound was 0.15).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from scoresde.build import build_trainer, load_config, load_data
 STEPS = 1500
 N_SAMPLES = 2000
 EPS = 1e-5
+MEASURED_GAP = 0.053
+"""The held-out NLL gap of this recipe, measured (nats; its se 0.016 over the 200 points)."""
 
 
 
@@ -64,5 +70,6 @@ def test_heldout_nll_close_to_exact(trained):
     model = model.double()
     res = ss.log_likelihood(model, model.sde, x, trace="exact", eps=EPS, rtol=1e-4, atol=1e-4)
     truth = ss.toy_mixture().log_prob_t(x, EPS, model.sde)
-    gap = float((truth - res.logp).mean())  # model NLL minus exact NLL
-    assert abs(gap) < 0.15, gap
+    diff = truth - res.logp  # model NLL minus exact NLL, per point
+    gap, se = float(diff.mean()), float(diff.std()) / len(diff) ** 0.5
+    assert -3 * se < gap < MEASURED_GAP + 3 * se, (gap, se)
