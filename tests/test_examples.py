@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,12 +53,18 @@ def test_compare_samplers(tmp_path):
 
 
 def test_likelihood(tmp_path):
+    """The digits model of ``--quick`` has trained 3 steps, so nothing bounds its bits/dim from
+    above (measured: ODE 9.3, discrete bound 16.2, continuous bound 12.7; the bits/dim formulas
+    are pinned in test_likelihood_dequantize and test_elbo_inputs). What holds for any model is
+    the lower bound: the dequantised bits/dim is at least ``-log2 P(x) / D >= 0`` (Jensen), and
+    the discrete bound's terms are KLs and a normalised decoder's ``-log2 P``, each >= 0; and the
+    numbers are finite."""
     r = _run("likelihood", tmp_path)
     for sde in ("vp", "subvp", "ve"):
         assert r["oracle_2d"][sde]["mean_abs_err_per_dim"] < 2e-3  # rtol = atol = 1e-4
     hut = r["hutchinson_16d"]["rademacher"]["std"]
     assert hut[1] < hut[0]  # more probes, less spread
-    assert all(0 < r["digits"][k]["bpd"] < 30 for k in ("ode", "elbo_discrete", "elbo_continuous"))
+    assert all(0 < r["digits"][k]["bpd"] < math.inf for k in ("ode", "elbo_discrete", "elbo_continuous"))
 
 
 def test_why_anneal(tmp_path):
@@ -75,5 +82,6 @@ def test_ddpm_smld_unification(tmp_path):
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not found beside the checkout")
 def test_train_mnist(tmp_path):
+    """After 3 training steps only the lower bound of :func:`test_likelihood` holds: finite and > 0."""
     r = _run("train_mnist", tmp_path)
-    assert r["train_steps"] == 3 and 0 < r["bits_per_dim"]["mean"] < 30
+    assert r["train_steps"] == 3 and 0 < r["bits_per_dim"]["mean"] < math.inf
