@@ -15,7 +15,9 @@ effective sample size ``(Σ w)^2 / Σ w^2`` falls below ``ess_threshold · P``. 
 noise of the known entries is independent of the unknown ones, ``q(x_u,0 | x_k,0:T) =
 q(x_u,0 | x_k,0)``: with the exact score the weighted particles target the exact conditional
 ``p(x_u | x_k)`` as ``P`` and the number of steps grow (replacement is the case ``P = 1``, minus the
-consistent trajectory). One particle per problem is returned, drawn by its final weight.
+consistent trajectory). One particle per problem is returned, drawn by its final weight. The
+weights may also carry a look-ahead twist (:func:`log_twist`, on by default), which leaves the
+target unchanged.
 """
 
 from __future__ import annotations
