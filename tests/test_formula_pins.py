@@ -236,3 +236,179 @@ def test_ald_corrector_step_is_the_papers(sde_name):
     std = float(sde.std(torch.tensor(0.6, dtype=torch.float64)))
     step = 2 * song_alpha(sde, 0.6, 0.55) * (snr * std) ** 2
     torch.testing.assert_close(out, x + step * s + math.sqrt(2 * step) * z, rtol=1e-12, atol=1e-12)
+
+
+# -- pins for what the mutation pass (docs/testing.md) found unguarded --------------------------
+
+
+def test_ddpm_betas_are_ho_et_al_linear_schedule():
+    """DDPM's betas (Ho et al. 2020): ``N = 1000`` values linear from ``1e-4`` to ``0.02``,
+    ``β_i = β_min / N + i / (N - 1) (β_max - β_min) / N``; and ``ᾱ`` their cumulative product."""
+    vp = ss.VPSDE()
+    expected = np.linspace(1e-4, 0.02, 1000)
+    np.testing.assert_allclose(vp.ddpm_betas(1000).numpy(), expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(vp.alphas_cumprod(1000).numpy(), np.cumprod(1 - expected), rtol=1e-12)
+
+
+def test_default_discretize_is_euler_maruyama():
+    """``SDE.discretize`` without an exact chain (sub-VP here; the reverse-diffusion predictor
+    steps on it): ``f = f(x, t) Δt = -β(t) x Δt / 2`` and ``G = g(t) sqrt(Δt)``,
+    ``g(t)² = β(t) (1 - e^{-2 B(t)})``."""
+    sde = ss.SubVPSDE()
+    x = torch.tensor([[1.5, -2.0], [0.3, 4.0]], dtype=torch.float64)
+    t, dt = torch.tensor([0.4, 0.7], dtype=torch.float64), 0.01
+    f, big_g = sde.discretize(x, t, dt)
+    beta = 0.1 + t * 19.9
+    big_b = 0.1 * t + 0.5 * t**2 * 19.9
+    torch.testing.assert_close(f, -0.5 * beta[:, None] * x * dt, rtol=1e-12, atol=0)
+    g2 = beta * -torch.expm1(-2 * big_b)
+    torch.testing.assert_close(big_g.flatten(), (g2 * dt).sqrt(), rtol=1e-12, atol=0)
+
+
+def test_stochastic_ddim_noise_is_ddims_sigma():
+    """DDIM with ``η`` (Song, Meng & Ermon 2021, Eq. 16) on VP, with ``ᾱ = m²``:
+    ``σ_η² = η² (1 - ᾱ') / (1 - ᾱ) (1 - ᾱ / ᾱ')``, ``x' = sqrt(ᾱ') x̂_0 + sqrt(1 - ᾱ' - σ_η²) ε̂
+    + σ_η z``; ``z`` redrawn from the same seed (rtol 1e-12)."""
+    from scoresde.samplers.common import Grid
+    from scoresde.samplers.ddim import ddim_step
+
+    sde, eta = ss.VPSDE(), 0.7
+    ts = torch.tensor([0.5, 0.3, 0.1], dtype=torch.float64)
+    gm = ss.GaussianMixture(torch.tensor(MIX_MEANS), torch.tensor(MIX_STDS), torch.tensor(MIX_WEIGHTS))
+    score_fn = gm.score_fn(sde)
+    x = gm.at(0.5, sde).sample(8, generator=torch.Generator().manual_seed(5))
+    out = ddim_step(score_fn, Grid(sde, ts, x), 0, x, eta, torch.Generator().manual_seed(6))
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=x.dtype)
+    abar, abar_next = (math.exp(-(0.1 * t + 0.5 * t**2 * 19.9)) for t in (0.5, 0.3))
+    eps_hat = -math.sqrt(1 - abar) * score_fn(x, torch.full((8,), 0.5, dtype=torch.float64))
+    x0_hat = (x - math.sqrt(1 - abar) * eps_hat) / math.sqrt(abar)
+    var = eta**2 * (1 - abar_next) / (1 - abar) * (1 - abar / abar_next)
+    expected = math.sqrt(abar_next) * x0_hat + math.sqrt(1 - abar_next - var) * eps_hat + math.sqrt(var) * z
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_lower_order_final_applies_below_15_steps():
+    """``lower_order_final`` lowers the last steps' order on grids of fewer than 15 steps (the rule
+    of diffusers' DPM-Solver++ schedulers, documented in ``multistep``), not on 15 or more."""
+    from scoresde.samplers.multistep import step_order
+
+    assert [step_order(3, i, 14, True) for i in (12, 13)] == [2, 1]
+    assert [step_order(3, i, 15, True) for i in (13, 14)] == [3, 3]
+
+
+def test_rademacher_probes_are_plus_minus_one():
+    """Hutchinson's estimate ``E[vᵀ A v] = tr A`` needs ``E[v vᵀ] = I``: Rademacher probes take
+    the values ±1 only, with both signs present (a 0/1 probe has ``E[v vᵀ] = (I + 11ᵀ) / 4``)."""
+    from scoresde.likelihood import _probes
+
+    v = _probes(torch.zeros(64, 3, dtype=torch.float64), "rademacher", 2, torch.Generator().manual_seed(0))
+    assert v.shape == (2, 64, 3) and set(v.unique().tolist()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("variable", ["sigma", "log_sigma"])
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_likelihood_clock_inverts_log_ratio(sde_name, variable):
+    """The likelihood's clock maps the solver's ``τ`` (``σ̄`` or ``ρ = log σ̄``) back to ``t``: a
+    table plus one Newton step on ``ρ(t) = log(std / m)`` with ``dρ/dt = g² / (2 std²)``, to
+    1e-10 in ``ρ`` (measured ≤ 5e-12; the table alone is good to ~1e-7, and a Newton step with a
+    wrong slope leaves a fraction of that)."""
+    from scoresde.likelihood import _Clock
+
+    sde = SDES[sde_name][0]
+    clock = _Clock(sde, 1e-5, variable, torch.zeros(1, dtype=torch.float64))
+    taus = torch.linspace(clock.tau0, clock.tau1, 203, dtype=torch.float64)[1:-1]
+    rho = taus.log() if variable == "sigma" else taus
+    got = torch.log(sde.ratio(clock.t_of(taus)))
+    assert float((got - rho).abs().max()) < 1e-10
+
+
+def test_successive_difference_se_is_unbiased_for_iid_steps():
+    """The all-steps discrete bound's standard error (von Neumann's successive differences with
+    the end steps' halves): for ``N`` independent unit-variance terms ``E[se²] = N`` exactly.
+    ``N = 4``, 200,000 columns: the mean of ``se²`` has sd ``< 0.02`` (without the end terms
+    its expectation is ``N - 1 = 3``)."""
+    from scoresde.elbo import _successive_difference_se
+
+    terms = torch.randn(4, 200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert float(_successive_difference_se(terms).pow(2).mean()) == pytest.approx(4.0, abs=0.1)
+
+
+@pytest.mark.parametrize("importance", [False, True])
+def test_continuous_bound_closed_form_at_a_late_start(importance):
+    """The continuous bound from ``eps = 0.3`` (where ``T - eps = 0.7`` and ``m(eps) = 0.63``, so
+    the time weight ``(T - eps) / ((T - eps) p(t))`` and the decoder's ``std / m`` both matter)
+    against ``test_elbo``'s closed forms, within its ``Z_MAX`` standard errors."""
+    from test_elbo import Z_MAX, _gaussian, _z, continuous_analytic
+
+    gm, sde, eps = _gaussian(), ss.VPSDE(), 0.3
+    x = gm.sample(400, generator=torch.Generator().manual_seed(0))
+    res = ss.elbo(gm.score_fn(sde), sde, x, kind="continuous", eps=eps, importance=importance,
+                  generator=torch.Generator().manual_seed(2))
+    _, diffusion, rec = continuous_analytic(sde, x, eps)
+    assert abs(_z(res.diffusion - diffusion, res.diffusion_se)) < Z_MAX
+    assert abs(_z(res.reconstruction - rec, res.reconstruction_se)) < Z_MAX
+
+
+def test_sampled_discrete_bound_matches_the_full_sum():
+    """The discrete bound with ``n_t`` sampled steps is ``(N - 1)`` times their mean, unbiased for
+    the full sum over steps ``2..N``: on a 4-step chain (``β_max = 2``, so every ``β_n < 1``)
+    with the exact Gaussian score, 400 sampled steps per point against the full sum, batch
+    means within 5 standard errors (``N`` in place of ``N - 1`` is 33 % off)."""
+    gm, sde = ss.GaussianMixture([[0.5, -1.0]], [0.7], [1.0]), ss.VPSDE(0.1, 2.0)
+    x = gm.sample(200, generator=torch.Generator().manual_seed(0))
+    full = ss.elbo(gm.score_fn(sde), sde, x, steps=4, generator=torch.Generator().manual_seed(1))
+    part = ss.elbo(gm.score_fn(sde), sde, x, steps=4, n_t=400, generator=torch.Generator().manual_seed(2))
+    diff = part.diffusion - full.diffusion
+    assert abs(float(diff.mean())) < 5 * float(diff.std()) / len(diff) ** 0.5
+
+
+def test_loss_weightings_are_their_closed_forms():
+    """``λ(t)`` on VP: ``"sigma2"`` ``1 - e^{-B}``, ``"likelihood"`` ``g² = β(t)``, ``"edm"``
+    ``std² (1 + σ̃² / σ_d²)`` with ``σ̃² = e^B - 1``, ``"none"`` 1."""
+    from scoresde.losses import weighting
+
+    sde, t = ss.VPSDE(), torch.tensor([1e-3, 0.2, 0.9], dtype=torch.float64)
+    beta, big_b = 0.1 + 19.9 * t, 0.1 * t + 0.5 * 19.9 * t**2
+    var = -torch.expm1(-big_b)
+    expected = {"sigma2": var, "likelihood": beta, "none": torch.ones_like(t),
+                "edm": var * (1 + torch.expm1(big_b) / 0.5**2)}
+    for name, value in expected.items():
+        torch.testing.assert_close(weighting(sde, name, t), value, rtol=1e-12, atol=0, msg=name)
+
+
+def _recorded_times(loss, sde, n: int, seed: int) -> torch.Tensor:
+    seen = []
+
+    def score_fn(x, t):
+        seen.append(t)
+        return torch.zeros_like(x)
+
+    loss(score_fn, sde, torch.zeros(n, 2, dtype=torch.float64), generator=torch.Generator().manual_seed(seed))
+    return seen[0]
+
+
+def test_discrete_losses_read_the_network_at_the_chains_times():
+    """DDPM's loss at step ``i`` (uniform in ``0..N-1``) calls the network at ``t_i = (i + 1) / N``,
+    SMLD's at level ``i`` at ``t_i = i / (L - 1)`` (so that ``σ(t_i) = σ_i``); ``i`` redrawn from
+    the same seed."""
+    from scoresde.losses import ddpm_loss, smld_loss
+
+    i = torch.randint(1000, (64,), generator=torch.Generator().manual_seed(3))
+    ddpm_t = _recorded_times(ddpm_loss, ss.VPSDE(), 64, 3)
+    torch.testing.assert_close(ddpm_t, (i + 1).double() / 1000, rtol=1e-12, atol=0)
+    smld_t = _recorded_times(smld_loss, ss.VESDE(0.01, 50.0), 64, 3)
+    torch.testing.assert_close(smld_t, i.double() / 999, rtol=1e-12, atol=0)
+
+
+def test_lognormal_time_has_edms_log_ratio_distribution():
+    """EDM's noise levels: ``ln σ̃(t) ~ N(-1.2, 1.2²)`` (truncated to the VP range
+    ``[ln σ̃(1e-5), ln σ̃(1)] = [-6.9, 5.0]``, 4.75 sd below and 5.2 above: negligible). With
+    ``n = 20,000`` the sample mean and sd have standard errors ``1.2 / sqrt(n)`` and
+    ``1.2 / sqrt(2 n)``; both within 5 of them."""
+    from scoresde.losses import lognormal_time
+
+    sde, n = ss.VPSDE(), 20_000
+    t = lognormal_time(sde, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    log_ratio = torch.log(sde.ratio(t))
+    assert abs(float(log_ratio.mean()) + 1.2) < 5 * 1.2 / math.sqrt(n)
+    assert abs(float(log_ratio.std()) - 1.2) < 5 * 1.2 / math.sqrt(2 * n)
