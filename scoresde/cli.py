@@ -233,7 +233,7 @@ def _warning_line(command: str):
     ``--debug``, Python's own form with the file and line)."""
 
     def line(message, category, filename, lineno, line=None) -> str:
-        return f"scoresde {command}: warning: {_one_line(Warning(str(message)))}\n"
+        return f"scoresde {command}: warning: {' '.join(str(message).split())}\n"
 
     return line
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from scoresde.build import data_shape, load_data, load_trained
 from scoresde.compare.fit import train
 from scoresde.compare.nll import likelihood
-from scoresde.compare.plan import CompareOptions, Defaults, plan_runs
+from scoresde.compare.plan import CompareOptions, Defaults, jsonable, plan_runs
 from scoresde.compare.plots import fd_vs_nfe, image_samples
 from scoresde.compare.report import image_report
 from scoresde.config import Config
@@ -82,7 +82,7 @@ def run_image_compare(opts: CompareOptions, base: Config, d: Defaults, run_dir: 
     runs, samples = judge_samplers(model, cfg, d, opts, judge, data.shape)
     phases["sample"] = time.perf_counter() - clock
     result = {"config": cfg.name, "data": cfg.data.name, "checkpoint": run,
-              "options": _jsonable(asdict(opts)), "n": d.n_samples, "classifier": info,
+              "options": jsonable(asdict(opts)), "n": d.n_samples, "classifier": info,
               "floor": judge.floor(d.n_samples), "runs": [asdict(r) for r in runs],
               "likelihood": nll, "phase_seconds": phases,
               "seconds": time.perf_counter() - tic, "cpu_seconds": time.process_time() - cpu}
@@ -121,7 +121,7 @@ def judge_samplers(model: ScoreModel, cfg: Config, d: Defaults, opts: CompareOpt
         q = judge.judge(x, generator=torch.Generator().manual_seed(opts.seed))
         samples[(label, budget)] = x[:GRID_IMAGES]
         runs.append(ImageRun(label, cfg.sde.name, budget, steps, nfe, seconds, q.fd, q.kd, q.kd_se,
-                             q.confident, q.max_class_dev, q.class_hist, _jsonable(options)))
+                             q.confident, q.max_class_dev, q.class_hist, jsonable(options)))
     return runs, samples
 
 
@@ -141,6 +141,3 @@ def draw(model: ScoreModel, shape: tuple[int, ...], batch_size: int, opts: Compa
         nfes.append(info.nfe)
     return torch.cat(blocks), round(sum(nfes) / len(nfes))
 
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))

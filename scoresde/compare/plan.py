@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from scoresde.samplers import SAMPLERS
@@ -98,3 +99,6 @@ def plan_runs(sde_name: str, dim: int, d: Defaults, samplers: tuple[str, ...] | 
     return plan
 
 
+def jsonable(obj):
+    """``obj`` as JSON would give it back (tuples as lists, anything else as its ``str``)."""
+    return json.loads(json.dumps(obj, default=str))

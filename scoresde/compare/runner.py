@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from scoresde.analytic import GaussianMixture, toy_mixture
 from scoresde.build import load_config, load_data
 from scoresde.compare.fit import sde_config, train
+from scoresde.compare.images import run_image_compare
 from scoresde.compare.nll import likelihood
 from scoresde.compare.plan import (
     IMAGE_DEFAULTS,
@@ -26,6 +27,7 @@ from scoresde.compare.plan import (
     TOY_RECIPE,
     CompareOptions,
     Defaults,
+    jsonable,
     plan_runs,
 )
 from scoresde.compare.plots import quality_vs_nfe, sample_grid
@@ -74,8 +76,6 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
         raise ValueError(f"--checkpoint compares the samplers on a trained image model; "
                          f"{opts.checkpoint} was trained on {base.data.name!r}")
     if image:
-        from scoresde.compare.images import run_image_compare
-
         return run_image_compare(opts, base, d, run_dir, tic, cpu)
     data = load_data(base.data)
     oracle = toy_mixture() if base.data.name == "mixture" else None
@@ -212,8 +212,5 @@ def _floor(oracle, data: Dataset, distance: SlicedWasserstein, n: int, seed: int
                  for k in range(FLOOR_SEEDS)]
     return [distance(x) for x in draws]
 
-
-def jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))
 
 
