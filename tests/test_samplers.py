@@ -4,6 +4,7 @@ and the probability-flow ODE in ``test_samplers_ode.py``."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -179,6 +180,8 @@ def test_ve_geometric_levels_are_smld_sigmas():
         ({"sampler": "ald", "n_steps_each": 0}, "n_steps_each must be an integer >= 1"),
         ({"sampler": "pc", "snr": 0.0}, "snr must be > 0"),
         ({"sampler": "heun", "rho": -7.0}, "rho must be > 0"),
+        ({"sampler": "heun", "s_churn": -1.0}, "s_churn must be finite and >= 0"),
+        ({"sampler": "heun", "s_noise": float("nan")}, "s_noise must be finite and >= 0"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):
@@ -227,3 +230,42 @@ def test_default_eps_and_snr():
 
     assert [ss.samplers.default_eps(s) for s in SDES.values()] == [1e-3, 1e-3, 1e-5]
     assert [default_snr(s) for s in SDES.values()] == [0.16, 0.16, 0.075]
+
+
+def _edm_stochastic_heun(denoiser, sigmas, x, churn, noise):
+    """Karras et al. (2022), Algorithm 2, written from the paper in EDM's own variables (VE:
+    ``x`` at noise level ``σ``), ``noise[i]`` the fresh ``ε_i``; independent of the library."""
+    gamma = min(churn / (len(sigmas) - 1), math.sqrt(2) - 1)
+    for i, (s, s_next) in enumerate(itertools.pairwise(sigmas)):
+        s_hat = min(s * (1 + gamma), sigmas[0])
+        x_hat = x + math.sqrt(s_hat**2 - s**2) * noise[i]
+        d = (x_hat - denoiser(x_hat, s_hat)) / s_hat
+        x_next = x_hat + (s_next - s_hat) * d
+        d_next = (x_next - denoiser(x_next, s_next)) / s_next
+        x = x_hat + (s_next - s_hat) * (d + d_next) / 2
+    return x
+
+
+def test_heun_churn_is_edm_algorithm_2():
+    """On VE (``x = y``, ``σ̃ = σ``) ``heun`` with ``s_churn`` equals Algorithm 2 evaluated
+    independently with the denoiser ``D(x, σ) = x + σ² s(x, σ⁻¹(σ))``, given the same noise
+    (drawn from a generator seeded alike, one draw per step in order); ``s_churn = 0`` draws
+    nothing, so it is reproducible without a generator."""
+    sde, n, steps, churn = SDES["ve"], 16, 6, 2.0
+    score = GM.score_fn(sde)
+    ts = grids.karras(sde, steps, 1e-3).to(torch.float64)
+    x0 = sde.prior_sample((n, 2), generator=_gen(3), dtype=torch.float64)
+    got = SAMPLERS["heun"].fn(score, sde, x0, ts, s_churn=churn, generator=_gen(4))
+    g = _gen(4)
+    noise = [torch.randn((n, 2), generator=g, dtype=torch.float64) for _ in range(steps)]
+    sigmas = sde.ratio(ts).tolist()
+
+    def denoiser(x, sigma):
+        t = sde.time_of_ratio(sigma).expand(n)
+        return x + sigma**2 * score(x, t)
+
+    want = _edm_stochastic_heun(denoiser, sigmas, x0, churn, noise)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    plain = SAMPLERS["heun"].fn(score, sde, x0, ts)
+    assert (got - plain).abs().max() > 1e-3
+    torch.testing.assert_close(SAMPLERS["heun"].fn(score, sde, x0, ts, s_churn=0.0), plain, rtol=0, atol=0)
