@@ -1,7 +1,13 @@
 """scoresde: score-based generative modelling through SDEs (VP / DDPM, sub-VP, VE / SMLD)."""
 
 from scoresde.analytic import GaussianMixture, toy_mixture
-from scoresde.conditional import INPAINT_METHODS, InpaintInfo, classifier_guidance, inpaint
+from scoresde.conditional import (
+    INPAINT_METHODS,
+    InpaintInfo,
+    classifier_free_guidance,
+    classifier_guidance,
+    inpaint,
+)
 from scoresde.elbo import ElboResult, elbo, elbo_bits_per_dim
 from scoresde.likelihood import BitsPerDim, LikelihoodResult, bits_per_dim, log_likelihood
 from scoresde.metrics import (
@@ -43,6 +49,7 @@ __all__ = [
     "SubVPSDE",
     "Trainer",
     "bits_per_dim",
+    "classifier_free_guidance",
     "classifier_guidance",
     "elbo",
     "elbo_bits_per_dim",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from scoresde.shapes import append_dims, batch_time, require_finite
+from scoresde.shapes import append_dims, batch_labels, batch_time, batch_vector, require_finite
 
 
 class GaussianMixture:
@@ -114,6 +114,53 @@ class GaussianMixture:
         """The exact score of ``p_t`` under ``sde`` as a ``score_fn(x, t)``."""
         return lambda x, t: self.score(x, t, sde)
 
+    def component(self, k: int) -> GaussianMixture:
+        """Component ``k`` alone (weight 1), with the same event shape."""
+        return GaussianMixture(self.means[k:k + 1], self.covariances()[k:k + 1],
+                               event_shape=self.event_shape)
+
+    def class_logits_fn(self, sde) -> Callable[[Tensor, Tensor], Tensor]:
+        """The exact noisy classifier with the components as classes: ``log_prob_y(x, t)`` returns
+        ``(batch, K)`` logits ``log w_k + log N(x; m μ_k, m² Σ_k + std² I)``, whose log-softmax is
+        ``log p_t(k | x)`` (the input :func:`scoresde.classifier_guidance` takes)."""
+        parts, log_w = [self.component(k) for k in range(self.n_components)], self.weights.log()
+
+        def logits(x: Tensor, t: Tensor) -> Tensor:
+            return torch.stack([log_w[k] + c.log_prob_t(x, t, sde) for k, c in enumerate(parts)], 1)
+
+        return logits
+
+    def class_score_model(self, sde) -> ClassScores:
+        """The exact class-conditional score ``model(x, t, y) = ∇ log p_t(x | y)`` with the
+        components as classes and ``y = K`` (or no ``y``) the unconditional ``∇ log p_t(x)``: a
+        stand-in for a class-conditional network (:func:`scoresde.classifier_free_guidance`)."""
+        return ClassScores(self, sde)
+
+    def condition(self, mask: Tensor | Sequence[bool], values: Tensor | Sequence[float]) -> GaussianMixture:
+        """The exact ``p(x_u | x_k = values)`` of the unknown coordinates (``mask`` False) given the
+        known ones (``mask`` True, flat over the ``d`` coordinates), again a Gaussian mixture:
+        ``Σ_k w'_k N(μ_ku + Σ_kuk Σ_kkk⁻¹ (v - μ_kk), Σ_kuu - Σ_kuk Σ_kkk⁻¹ Σ_kku)`` with
+        ``w'_k ∝ w_k N(v; μ_kk, Σ_kkk)``. ``ValueError`` unless ``mask`` has ``d`` entries with at
+        least one known and one unknown, and ``values`` one finite value per known coordinate."""
+        known = torch.as_tensor(mask, dtype=torch.bool).flatten()
+        if known.shape != (self.dim,) or bool(known.all()) or not bool(known.any()):
+            raise ValueError(f"mask must have d = {self.dim} entries, some True (known) and some "
+                             f"False; got {known.tolist()}")
+        v = torch.as_tensor(values, dtype=torch.float64).flatten()
+        if v.shape != (int(known.sum()),):
+            raise ValueError(f"values must hold one value per known coordinate ({int(known.sum())}); "
+                             f"got shape {tuple(v.shape)}")
+        require_finite(v, "values")
+        cov, mu = self.covariances(), self.means
+        s_kk, s_uk = cov[:, known][:, :, known], cov[:, ~known][:, :, known]
+        s_uu = cov[:, ~known][:, :, ~known]
+        gain = torch.linalg.solve(s_kk, s_uk.transpose(1, 2)).transpose(1, 2)
+        resid = v - mu[:, known]
+        log_w = self.weights.log() + torch.distributions.MultivariateNormal(mu[:, known], s_kk).log_prob(v)
+        means = mu[:, ~known] + torch.einsum("kuj,kj->ku", gain, resid)
+        covs = s_uu - gain @ s_uk.transpose(1, 2)
+        return GaussianMixture(means, 0.5 * (covs + covs.transpose(1, 2)), log_w.softmax(0))
+
     def responsibilities(self, x: Tensor) -> Tensor:
         """``(batch, K)`` posterior probabilities of each component given ``x`` under ``p_0``."""
         return self._log_components(x, None, None).softmax(1)
@@ -160,6 +207,25 @@ class GaussianMixture:
             moved = tuple(v.to(dtype=ref.dtype, device=ref.device) for v in tensors)
             self._cache[key] = (*moved, diagonal)
         return self._cache[key]
+
+
+class ClassScores:
+    """``(x, t, y) -> ∇ log p_t(x | y)`` of a :class:`GaussianMixture` with its components as the
+    ``num_classes`` classes; ``y`` a class index or ``(batch,)`` labels, ``num_classes`` (or
+    ``None``) the unconditional score."""
+
+    def __init__(self, gm: GaussianMixture, sde):
+        self.num_classes, self.sde = gm.n_components, sde
+        self.scores = [gm.component(k).score_fn(sde) for k in range(gm.n_components)] + [gm.score_fn(sde)]
+
+    def __call__(self, x: Tensor, t: Tensor, y: int | Tensor | None = None) -> Tensor:
+        labels = batch_labels(y, x.shape[0], self.num_classes, x.device, null=True)
+        t = batch_vector(t, x)
+        out = torch.empty_like(x)
+        for k in labels.unique().tolist():
+            rows = labels == k
+            out[rows] = self.scores[k](x[rows], t[rows])
+        return out
 
 
 def _eigen(stds_or_covs: Tensor, K: int, d: int) -> tuple[Tensor, Tensor]:

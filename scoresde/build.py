@@ -86,13 +86,15 @@ def load_data(cfg: DataConfig) -> Dataset:
 def build_net(cfg: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
     """An :class:`MLP` for vectors or a :class:`UNet` for ``(c, s, s)`` images."""
     if cfg.name == "mlp":
+        if cfg.num_classes:
+            raise ValueError("model.num_classes needs model.name 'unet': the MLP takes no labels")
         if len(shape) != 1:
             raise ValueError(f"model.name 'mlp' needs vector data; data shape is {shape}")
         return MLP(shape[0], cfg.width, cfg.depth, cfg.embed_dim)
     if len(shape) != 3:
         raise ValueError(f"model.name 'unet' needs image data (c, h, w); data shape is {shape}")
     return UNet(shape[0], shape[1], cfg.channels, cfg.channel_mult, cfg.num_res_blocks,
-                cfg.attn_resolutions, cfg.groups)
+                cfg.attn_resolutions, cfg.groups, cfg.num_classes)
 
 
 def build_model(cfg: Config) -> ScoreModel:
@@ -117,14 +119,32 @@ def build_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
     loss = build_loss(cfg, model.sde)
     t = cfg.train
     hooks = [Hook(t.eval_every, test_loss_hook(loss, data))] if t.eval_every > 0 else []
-    loader = TensorLoader(data.train, t.batch_size, seed=t.seed)
+    loader = TensorLoader(data.train, t.batch_size, seed=t.seed, labels=training_labels(cfg, data))
     return Trainer(
         model, loss, loader, parallel=distributed.strategy(), run_dir=run_dir, lr=t.lr,
         warmup=t.warmup, lr_schedule=t.lr_schedule,
         lr_decay_steps=t.lr_decay_steps, lr_min_ratio=t.lr_min_ratio, grad_clip=t.grad_clip,
-        ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast, device=device,
+        ema_decay=t.ema_decay, accumulate=t.accumulate, autocast=t.autocast,
+        label_dropout=t.label_dropout, device=device,
         seed=t.seed, log_every=t.log_every, ckpt_every=t.ckpt_every, hooks=hooks,
         fingerprint=run_fingerprint(cfg, data.shape), progress=progress)
+
+
+def training_labels(cfg: Config, data: Dataset) -> torch.Tensor | None:
+    """The training labels of a class-conditional model (``model.num_classes > 0``), else ``None``;
+    ``ValueError`` if the data has no labels or more classes than the model."""
+    k = cfg.model.num_classes
+    if not k:
+        if cfg.train.label_dropout:
+            raise ValueError("train.label_dropout needs a class-conditional model (model.num_classes > 0)")
+        return None
+    if data.train_labels is None:
+        raise ValueError(f"model.num_classes = {k} needs labelled data; data.name "
+                         f"{cfg.data.name!r} has no labels")
+    labels = torch.as_tensor(data.train_labels).long()
+    if int(labels.max()) >= k:
+        raise ValueError(f"model.num_classes = {k}, but the data has labels up to {int(labels.max())}")
+    return labels
 
 
 def run_fingerprint(cfg: Config, shape: tuple[int, ...]) -> dict:

@@ -55,13 +55,19 @@ BOUNDS = {
                      "sample.steps", "sample.n", "sample.batch_size", "likelihood.n",
                      "likelihood.batch_size"), SIZE),
     **dict.fromkeys(("train.steps", "train.warmup", "train.lr_decay_steps", "train.grad_clip",
-                     "train.eval_every"), COUNT),
+                     "train.eval_every", "model.num_classes"), COUNT),
     "loss.eps": UNIT, "likelihood.eps": UNIT,
     "train.ema_decay": Interval(0, 1),
     "train.lr_min_ratio": Interval(0, 1, hi_closed=True),
+    "train.label_dropout": Interval(0, 1),
 }
 """The range of every number key (0 turns ``grad_clip`` and ``eval_every`` off; the cosine
 schedule needs ``lr_decay_steps >= 1``, which the trainer checks)."""
+
+
+ADDED_LATER = {"model.num_classes": 0, "train.label_dropout": 0.0}
+"""Keys added after checkpoints were first written, and the value that keeps the behaviour of
+before: at that value they are left out of the fingerprint, so those checkpoints still load."""
 
 
 @dataclass
@@ -95,6 +101,7 @@ class ModelConfig:
     attn_resolutions: list[int] = field(default_factory=lambda: [4])
     groups: int = 8
     sigma_data: float = 0.5
+    num_classes: int = 0
 
 
 @dataclass
@@ -122,6 +129,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     accumulate: int = 1
     autocast: str = "none"
+    label_dropout: float = 0.0
     seed: int = 0
     log_every: int = 100
     ckpt_every: int = 1000
@@ -172,6 +180,10 @@ class Config:
         for key in ("steps", "log_every", "ckpt_every", "eval_every"):
             d["train"].pop(key)
         d["data"].pop("root")
+        for key, off in ADDED_LATER.items():
+            section, name = key.split(".")
+            if d[section][name] == off:
+                d[section].pop(name)
         return {k: d[k] for k in ("sde", "data", "model", "loss", "train")}
 
 

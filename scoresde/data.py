@@ -388,28 +388,37 @@ def _image_dataset(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
 
 
 class TensorLoader:
-    """Endless shuffled mini-batches of a tensor, reshuffled each epoch by its own generator.
+    """Endless shuffled mini-batches of a tensor, reshuffled each epoch by its own generator; with
+    ``labels`` (one per row of ``data``), batches ``(x, y)`` of rows and their labels.
 
     Its state (generator state, current permutation, position) round-trips through
     :meth:`state_dict`, so a resumed run draws exactly the batches it would have drawn.
     """
 
-    def __init__(self, data: Tensor, batch_size: int, seed: int = 0):
+    def __init__(self, data: Tensor, batch_size: int, seed: int = 0, labels: Tensor | None = None):
         if not 1 <= batch_size <= data.shape[0]:
             raise ValueError(f"batch_size must be in [1, {data.shape[0]}]; got {batch_size}")
-        self.data, self.batch_size = data, batch_size
+        if labels is not None and tuple(labels.shape) != (data.shape[0],):
+            raise ValueError(f"labels must have shape ({data.shape[0]},), one per row of data; "
+                             f"got {tuple(labels.shape)}")
+        self.data, self.labels, self.batch_size = data, labels, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(data.shape[0], generator=self.generator)
         self.pos = 0
 
-    def next(self) -> Tensor:
-        """The next batch ``(batch_size, ...)``; drops an epoch's incomplete last batch."""
+    def next(self) -> Tensor | tuple[Tensor, Tensor]:
+        """The next batch ``(batch_size, ...)`` (with its labels, if any); drops an epoch's
+        incomplete last batch."""
         if self.pos + self.batch_size > self.perm.shape[0]:
             self.perm = torch.randperm(self.data.shape[0], generator=self.generator)
             self.pos = 0
         idx = self.perm[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
-        return self.data[idx]
+        return self.rows(idx)
+
+    def rows(self, idx: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """``data[idx]``, or ``(data[idx], labels[idx])``."""
+        return self.data[idx] if self.labels is None else (self.data[idx], self.labels[idx])
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "perm": self.perm.clone(), "pos": self.pos}

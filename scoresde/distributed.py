@@ -178,7 +178,7 @@ class ShardedLoader(TensorLoader):
     on the world size, so a checkpoint resumes on any number of ranks.
     """
 
-    def __init__(self, data: Tensor, batch_size: int, seed: int = 0, *,
+    def __init__(self, data: Tensor, batch_size: int, seed: int = 0, *, labels: Tensor | None = None,
                  rank_: int | None = None, world: int | None = None):
         self.rank = rank() if rank_ is None else rank_
         self.world_size = world_size() if world is None else world
@@ -187,25 +187,25 @@ class ShardedLoader(TensorLoader):
         if batch_size % self.world_size:
             raise ValueError(f"batch_size ({batch_size}) must be a multiple of the world size "
                              f"({self.world_size}): it is the global batch, split over the ranks")
-        super().__init__(data, batch_size, seed)
+        super().__init__(data, batch_size, seed, labels)
         self.local_batch = batch_size // self.world_size
 
     @classmethod
     def of(cls, loader: TensorLoader, *, rank_: int | None = None,
            world: int | None = None) -> ShardedLoader:
         """This rank's slice of the global batches ``loader`` would draw, from its current state."""
-        shard = cls(loader.data, loader.batch_size, rank_=rank_, world=world)
+        shard = cls(loader.data, loader.batch_size, labels=loader.labels, rank_=rank_, world=world)
         shard.load_state_dict(loader.state_dict())
         return shard
 
-    def next(self) -> Tensor:
-        """This rank's ``batch_size / W`` rows of the next global batch."""
+    def next(self) -> Tensor | tuple[Tensor, Tensor]:
+        """This rank's ``batch_size / W`` rows of the next global batch (with their labels)."""
         if self.pos + self.batch_size > self.perm.shape[0]:
             self.perm = torch.randperm(self.data.shape[0], generator=self.generator)
             self.pos = 0
         start = self.pos + self.rank * self.local_batch
         self.pos += self.batch_size
-        return self.data[self.perm[start : start + self.local_batch]]
+        return self.rows(self.perm[start : start + self.local_batch])
 
 
 class DataParallel(Parallel):

@@ -17,6 +17,10 @@ With ``p_0t(x_t | x_0) = N(m(t) x_0, s(t)^2 I)``:
 
 Tweedie's formula turns any of them into a denoiser: ``E[x_0 | x_t] = (x_t + s(t)^2 s_θ) / m(t)``
 (for ``edm`` it is ``D`` itself).
+
+A class-conditional network (``net.num_classes = K > 0``) takes a third argument, the labels
+``y in {0, ..., K}`` with ``K`` the null label; ``model(x, t, y)`` is then ``s_θ(x, t | y)`` and
+``model(x, t)`` the unconditional ``s_θ(x, t | ∅)``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class ScoreModel(nn.Module):
 
     Args:
         net: a module ``(x, t) -> tensor like x`` with ``t`` of shape ``(batch,)`` (for ``edm`` the
-            second argument is ``c_noise = ln(σ̃) / 4`` instead of ``t``).
+            second argument is ``c_noise = ln(σ̃) / 4`` instead of ``t``); if it has
+            ``num_classes > 0``, also ``(x, t, y)`` with class labels ``y``.
         sde: the forward SDE whose ``mean_coef`` and ``std`` define the parameterisation.
         parameterization: one of ``"eps"``, ``"score"``, ``"x0"``, ``"edm"``.
         sigma_data: ``σ_d``, the data's standard deviation assumed by ``edm`` (0.5 in EDM).
@@ -54,12 +59,19 @@ class ScoreModel(nn.Module):
         self.net, self.sde, self.parameterization = net, sde, parameterization
         self.sigma_data = float(sigma_data)
 
-    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """The score ``s_θ(x, t)`` (see the module docstring for each parameterisation)."""
+    @property
+    def num_classes(self) -> int:
+        """``K``, the classes the network is conditioned on (0: unconditional); ``K`` is the null label."""
+        return getattr(self.net, "num_classes", 0)
+
+    def forward(self, x: Tensor, t: float | Tensor, y: int | Tensor | None = None) -> Tensor:
+        """The score ``s_θ(x, t)``, or ``s_θ(x, t | y)`` for class labels ``y`` (see the module
+        docstring for each parameterisation)."""
         t = batch_time(t, x, self.sde.T)
+        labels = self._labels(y)
         if self.parameterization == "edm":
-            return self._score_of_denoised(x, t, self._edm_denoise(x, t))
-        out = self.net(x, t)
+            return self._score_of_denoised(x, t, self._edm_denoise(x, t, labels))
+        out = self.net(x, t, *labels)
         if self.parameterization == "score":
             return out
         std = append_dims(self.sde.std(t), x.ndim)
@@ -67,12 +79,12 @@ class ScoreModel(nn.Module):
             return -out / std
         return self._score_of_denoised(x, t, out)
 
-    def denoise(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """Tweedie's ``E[x_0 | x_t] = (x_t + s(t)^2 s_θ(x_t, t)) / m(t)``."""
+    def denoise(self, x: Tensor, t: float | Tensor, y: int | Tensor | None = None) -> Tensor:
+        """Tweedie's ``E[x_0 | x_t] = (x_t + s(t)^2 s_θ(x_t, t)) / m(t)`` (given ``y`` if passed)."""
         t = batch_time(t, x, self.sde.T)
         if self.parameterization == "edm":
-            return self._edm_denoise(x, t)
-        return self.sde.denoise(x, t, self(x, t))
+            return self._edm_denoise(x, t, self._labels(y))
+        return self.sde.denoise(x, t, self(x, t, y))
 
     def preconditioning(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """EDM's ``(c_skip, c_out, c_in, c_noise)`` at ``σ̃ = s(t) / m(t)``, each ``(batch,)``."""
@@ -80,11 +92,19 @@ class ScoreModel(nn.Module):
         root = (sigma**2 + sd2).sqrt()
         return sd2 / (sigma**2 + sd2), sigma * self.sigma_data / root, 1 / root, sigma.log() / 4
 
-    def _edm_denoise(self, x: Tensor, t: Tensor) -> Tensor:
+    def _labels(self, y: int | Tensor | None) -> tuple:
+        """``(y,)`` to pass on to the network, ``()`` without labels."""
+        if y is None:
+            return ()
+        if not self.num_classes:
+            raise ValueError("y given, but this model is unconditional (model.num_classes = 0)")
+        return (y,)
+
+    def _edm_denoise(self, x: Tensor, t: Tensor, labels: tuple = ()) -> Tensor:
         """``D = c_skip x̂ + c_out F(c_in x̂, c_noise)`` with ``x̂ = x_t / m(t)``."""
         c_skip, c_out, c_in, c_noise = self.preconditioning(t)
         x_hat = x / append_dims(self.sde.mean_coef(t), x.ndim)
-        out = self.net(append_dims(c_in, x.ndim) * x_hat, c_noise)
+        out = self.net(append_dims(c_in, x.ndim) * x_hat, c_noise, *labels)
         return append_dims(c_skip, x.ndim) * x_hat + append_dims(c_out, x.ndim) * out
 
     def _score_of_denoised(self, x: Tensor, t: Tensor, x0: Tensor) -> Tensor:

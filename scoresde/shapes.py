@@ -60,3 +60,33 @@ def require_finite(x: Tensor, name: str) -> None:
     """Raise ``ValueError`` naming ``name`` if ``x`` holds a NaN or an infinity."""
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf")
+
+
+
+def batch_labels(y: int | Tensor | None, batch: int, classes: int, device: torch.device | str | None = None,
+                 *, null: bool = False, name: str = "y") -> Tensor:
+    """Class labels as a ``(batch,)`` int64 tensor on ``device``.
+
+    An integer or a 0-d tensor is broadcast to the batch. Labels lie in ``[0, classes)``; with
+    ``null``, ``classes`` itself is allowed too (the null label ``∅``, "no class") and ``None``
+    means it for every sample. Raises ``ValueError`` naming ``name`` for anything else: a float,
+    bool or other non-integer, a shape other than ``()`` or ``(batch,)``, a label out of range.
+    """
+    if y is None and null:
+        return torch.full((batch,), classes, dtype=torch.long, device=device)
+    if isinstance(y, bool) or not isinstance(y, (int, Tensor)):
+        raise ValueError(f"{name} must be a class index or a (batch,) tensor of them; got {y!r}")
+    labels = torch.as_tensor(y, device=device)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices; got dtype {labels.dtype}")
+    if labels.ndim == 0:
+        labels = labels.expand(batch)
+    if labels.shape != (batch,):
+        raise ValueError(f"{name} must be a scalar or have shape (batch,) = ({batch},); "
+                         f"got {tuple(labels.shape)}")
+    high = classes + 1 if null else classes
+    if bool(((labels < 0) | (labels >= high)).any()):
+        what = f"{classes} classes, {classes} the null label" if null else f"{classes} classes"
+        raise ValueError(f"{name} must lie in [0, {high}) ({what}); "
+                         f"got values in [{int(labels.min())}, {int(labels.max())}]")
+    return labels.long()

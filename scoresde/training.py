@@ -21,6 +21,7 @@ training with :class:`NonFiniteError`; the checkpoint on disk is then the last f
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -92,7 +93,10 @@ class Trainer:
     Args:
         model: the module to train, e.g. a :class:`scoresde.ScoreModel`.
         loss_fn: ``(model, x0, generator) -> scalar``, e.g. a :class:`scoresde.losses.Loss`.
-        loader: the source of (global) mini-batches ``x0``.
+        loader: the source of (global) mini-batches ``x0``, or ``(x0, y)`` with class labels
+            for a class-conditional model (``model(x, t, y)``, ``model.num_classes = K``).
+        label_dropout: the probability that a label is replaced by the null label ``K`` (so the
+            one network also learns the unconditional score, for classifier-free guidance).
         run_dir: directory for ``checkpoint.pt`` and ``metrics.jsonl``.
         fingerprint: a JSON-able description of the run (its config); a checkpoint written
             under a different fingerprint is refused on load.
@@ -121,6 +125,7 @@ class Trainer:
         ema_decay: float = 0.999,
         accumulate: int = 1,
         autocast: str = "none",
+        label_dropout: float = 0.0,
         device: torch.device | str = "cpu",
         seed: int = 0,
         log_every: int = 100,
@@ -132,6 +137,8 @@ class Trainer:
     ):
         check_options(autocast, ema_decay, accumulate=accumulate, log_every=log_every,
                       ckpt_every=ckpt_every)
+        if not 0 <= label_dropout < 1:
+            raise ValueError(f"label_dropout must lie in [0, 1); got {label_dropout}")
         self.schedule = LRSchedule(lr, warmup, lr_schedule, lr_decay_steps, lr_min_ratio)
         self.parallel = parallel or Parallel()
         self.device = torch.device(device)
@@ -144,6 +151,7 @@ class Trainer:
         self.loss_fn, self.loader = loss_fn, self.parallel.shard_loader(loader)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
         self.grad_clip, self.accumulate, self.autocast = grad_clip, accumulate, autocast
+        self.label_dropout = label_dropout
         self.log_every, self.ckpt_every, self.hooks = log_every, ckpt_every, list(hooks)
         self.fingerprint, self.progress = fingerprint or {}, progress and self.parallel.is_main
         self.run_dir = Path(run_dir)
@@ -180,8 +188,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             total = torch.zeros((), device=self.device)
             for i in range(self.accumulate):
-                x0 = self.loader.next().to(self.device, non_blocking=True)
-                total += self._backward(x0, last=i == self.accumulate - 1)
+                total += self._backward(self.loader.next(), last=i == self.accumulate - 1)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(self.step)
             norm = nn.utils.clip_grad_norm_(
@@ -192,13 +199,25 @@ class Trainer:
             self.step += 1
         return total, norm
 
-    def _backward(self, x0: Tensor, last: bool) -> Tensor:
+    def _backward(self, batch: Tensor | tuple[Tensor, Tensor], last: bool) -> Tensor:
         """Back-propagate one micro-batch's share of the loss (``last``: the step's final one)."""
+        x0, score_fn = self._score_of(batch)
         with self.parallel.micro_batch(last):
             with self._autocast():
-                loss = self.loss_fn(self.net, x0, self.generator) / self.accumulate
+                loss = self.loss_fn(score_fn, x0, self.generator) / self.accumulate
             loss.backward()
         return loss.detach()
+
+    def _score_of(self, batch: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Callable]:
+        """``(x0, score_fn)`` of a batch: the network itself, or for ``(x0, y)`` the network given
+        ``y`` with each label replaced by the null label with probability ``label_dropout``."""
+        if not isinstance(batch, tuple):
+            return batch.to(self.device, non_blocking=True), self.net
+        x0, y = (v.to(self.device, non_blocking=True) for v in batch)
+        if self.label_dropout > 0:
+            drop = torch.rand(y.shape, generator=self.generator, device=self.device) < self.label_dropout
+            y = y.masked_fill(drop, self.model.num_classes)
+        return x0, functools.partial(self.net, y=y)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast == "bf16":

@@ -17,23 +17,6 @@ N = 2000
 TIMES = [1e-5, 1e-3, 0.1, 0.5, 1.0]
 
 
-def component(gm: ss.GaussianMixture, k: int) -> ss.GaussianMixture:
-    """Component ``k`` of ``gm`` alone (weight 1)."""
-    return ss.GaussianMixture(gm.means[k:k + 1], gm.covariances()[k:k + 1])
-
-
-def class_logits_fn(gm: ss.GaussianMixture, sde):
-    """The exact noisy classifier's logits ``log w_k + log N(x; m μ_k, m² Σ_k + std² I)`` (their
-    log-softmax is ``log p_t(k | x)``), built from the public per-component densities."""
-    parts = [component(gm, k) for k in range(gm.n_components)]
-    log_w = gm.weights.log()
-
-    def logits(x, t):
-        return torch.stack([log_w[k] + c.log_prob_t(x, t, sde) for k, c in enumerate(parts)], 1)
-
-    return logits
-
-
 def points(n: int = 64, seed: int = 0) -> torch.Tensor:
     return 4 * torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
@@ -43,10 +26,10 @@ def points(n: int = 64, seed: int = 0) -> torch.Tensor:
 def test_guided_score_at_scale_one_is_the_components_score(sde_name, k):
     """Pointwise, to float64 precision: ``s(x, t) + ∇ log p_t(k | x) = ∇ log N_k,t(x)``."""
     sde, gm = SDES[sde_name], ss.toy_mixture()
-    guided = ss.classifier_guidance(gm.score_fn(sde), class_logits_fn(gm, sde), k)
+    guided = ss.classifier_guidance(gm.score_fn(sde), gm.class_logits_fn(sde), k)
     x = points()
     for t in TIMES:
-        expected = component(gm, k).score(x, t, sde)
+        expected = gm.component(k).score(x, t, sde)
         got = guided(x, torch.full((x.shape[0],), t, dtype=torch.float64))
         assert torch.allclose(got, expected, rtol=1e-9, atol=1e-9 * expected.abs().max()), t
 
@@ -55,10 +38,10 @@ def test_per_sample_labels_and_the_scale():
     """A ``(batch,)`` label tensor guides each sample to its own class; scale ``w`` adds ``w``
     times the classifier gradient ``∇ log N_k,t - ∇ log p_t``; scale 0 is the unconditional score."""
     sde, gm = SDES["vp"], ss.toy_mixture()
-    score, logits = gm.score_fn(sde), class_logits_fn(gm, sde)
+    score, logits = gm.score_fn(sde), gm.class_logits_fn(sde)
     x, t = points(6), torch.full((6,), 0.3, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 2, 1, 0])
-    expected = torch.stack([component(gm, int(k)).score(x[i:i + 1], 0.3, sde)[0]
+    expected = torch.stack([gm.component(int(k)).score(x[i:i + 1], 0.3, sde)[0]
                             for i, k in enumerate(y)])
     assert torch.allclose(ss.classifier_guidance(score, logits, y)(x, t), expected, atol=1e-10)
     twice = ss.classifier_guidance(score, logits, y, scale=2.0)(x, t)
@@ -68,19 +51,19 @@ def test_per_sample_labels_and_the_scale():
 
 def test_guidance_works_under_no_grad_and_detaches():
     sde, gm = SDES["ve"], ss.toy_mixture()
-    guided = ss.classifier_guidance(gm.score_fn(sde), class_logits_fn(gm, sde), 1)
+    guided = ss.classifier_guidance(gm.score_fn(sde), gm.class_logits_fn(sde), 1)
     x, t = points(8), torch.full((8,), 0.2, dtype=torch.float64)
     with torch.no_grad():
         out = guided(x, t)
     assert not out.requires_grad
-    assert torch.allclose(out, component(gm, 1).score(x, 0.2, sde), atol=1e-10)
+    assert torch.allclose(out, gm.component(1).score(x, 0.2, sde), atol=1e-10)
 
 
 def test_guided_score_is_differentiable_when_the_caller_differentiates():
     """As the likelihood's divergence needs: with ``x.requires_grad`` the graph is kept, and the
     Jacobian of the guided score is the component's ``-C_k,t^{-1}``, ``C = m² Σ_k + std² I``."""
     sde, gm, k, t = SDES["subvp"], ss.toy_mixture(), 2, 0.4
-    guided = ss.classifier_guidance(gm.score_fn(sde), class_logits_fn(gm, sde), k)
+    guided = ss.classifier_guidance(gm.score_fn(sde), gm.class_logits_fn(sde), k)
     x = points(5).requires_grad_(True)
     s = guided(x, torch.full((5,), t, dtype=torch.float64))
     tt = torch.tensor(t, dtype=torch.float64)
@@ -99,21 +82,21 @@ def test_sampling_with_the_exact_classifier_draws_component_k_alone(sde_name):
     axis are within 4 standard errors of ``μ_k`` and ``diag Σ_k`` (z-scores of
     ``ss.mixture_stats`` against the component alone: ``σ / sqrt(n)`` and ``σ² sqrt(2 / n)``)."""
     sde, gm, k = SDES[sde_name], ss.toy_mixture(), 2
-    guided = ss.classifier_guidance(gm.score_fn(sde), class_logits_fn(gm, sde), k)
+    guided = ss.classifier_guidance(gm.score_fn(sde), gm.class_logits_fn(sde), k)
     x, _ = ss.sample(guided, sde, (N, 2), "dpm++2m", 50, dtype=torch.float64,
                      generator=torch.Generator().manual_seed(3))
     inside = gm.assign(x) == k
-    exact = component(gm, k).sample(100_000, generator=torch.Generator().manual_seed(4))
+    exact = gm.component(k).sample(100_000, generator=torch.Generator().manual_seed(4))
     p = float((gm.assign(exact) != k).double().mean())
     assert inside.double().mean() >= 0.99
     assert int((~inside).sum()) <= N * p + 4 * math.sqrt(N * p) + 1
-    stats = ss.mixture_stats(component(gm, k), x[inside])
+    stats = ss.mixture_stats(gm.component(k), x[inside])
     assert stats.max_abs_z < 4, (stats.mean_z, stats.std_z)
 
 
 def test_bad_inputs_name_the_argument():
     sde, gm = SDES["vp"], ss.toy_mixture()
-    score, logits = gm.score_fn(sde), class_logits_fn(gm, sde)
+    score, logits = gm.score_fn(sde), gm.class_logits_fn(sde)
     x, t = points(4), torch.full((4,), 0.5, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"y must lie in \[0, 3\)"):
         ss.classifier_guidance(score, logits, 3)(x, t)

@@ -57,6 +57,14 @@ def conditional_z(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return weight_z, stats.mean_z.flatten(), stats.std_z.flatten()
 
 
+def test_the_oracle_condition_is_the_closed_form():
+    """``GaussianMixture.condition`` (any mask, matrix algebra) equals the 1-D closed form above."""
+    got, want = bimodal().condition([True, False], [C]), exact_conditional(bimodal(), C)
+    pairs = ((got.means, want.means), (got.covariances(), want.covariances()), (got.weights, want.weights))
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_the_exact_conditional_matches_an_exact_sample():
     """The closed form itself, against exact draws of the joint kept where ``|x₁ - C| < 0.01``
     (rejection; the window blurs the conditional by far less than its sampling error)."""

@@ -1,8 +1,12 @@
-"""A small DDPM-style U-Net for images ``(batch, c, h, w)``, conditioned on continuous ``t``.
+"""A small DDPM-style U-Net for images ``(batch, c, h, w)``, conditioned on continuous ``t`` and,
+optionally, on a class label.
 
 Residual blocks (GroupNorm, SiLU, 3x3 convolutions, an additive time embedding), self-attention
 at chosen resolutions, stride-2 convolutions down and nearest-neighbour upsampling back, skip
 connections concatenated on the way up (Ho et al., 2020, Appendix B, scaled down for the CPU).
+With ``num_classes = K > 0`` a learned embedding of the label ``y in {0, ..., K}`` is added to the
+time embedding; ``y = K`` is the null label ``∅`` ("no class"), which classifier-free guidance
+trains by label dropout.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from scoresde.networks.embedding import TimeEmbedding
-from scoresde.shapes import batch_vector
+from scoresde.shapes import batch_labels, batch_vector
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -73,6 +77,8 @@ class UNet(nn.Module):
         num_res_blocks: residual blocks per level on the way down (one more on the way up).
         attn_resolutions: resolutions (image sides) at which to add self-attention.
         groups: GroupNorm groups.
+        num_classes: ``K``, the number of classes the network can be conditioned on (0: none);
+            labels ``0..K-1`` name a class and ``K`` is the null label.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class UNet(nn.Module):
         num_res_blocks: int = 1,
         attn_resolutions: Sequence[int] = (4,),
         groups: int = 8,
+        num_classes: int = 0,
     ):
         super().__init__()
         levels = len(channel_mult)
@@ -94,9 +101,12 @@ class UNet(nn.Module):
                 f"image_size ({image_size}) must be divisible by 2^(len(channel_mult) - 1) "
                 f"= {2 ** (levels - 1)}"
             )
-        self.in_channels, self.image_size = in_channels, image_size
+        if not (isinstance(num_classes, int) and num_classes >= 0):
+            raise ValueError(f"num_classes must be an integer >= 0; got {num_classes!r}")
+        self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes
         embed = 4 * channels
         self.time = TimeEmbedding(channels, embed)
+        self.label = nn.Embedding(num_classes + 1, embed) if num_classes else None
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         widths = [channels * m for m in channel_mult]
         self.down, skips, c, res = nn.ModuleList(), [channels], channels, image_size
@@ -128,12 +138,17 @@ class UNet(nn.Module):
             block.append(Attention(cout, groups))
         return block
 
-    def forward(self, x: Tensor, t: float | Tensor) -> Tensor:
-        """``(batch, c, s, s), (batch,) -> (batch, c, s, s)``."""
+    def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
+        """``(batch, c, s, s), (batch,)[, labels (batch,)] -> (batch, c, s, s)``; a conditional
+        network without ``y`` sees the null label."""
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape (batch, *{expected}); got {tuple(x.shape)}")
         temb = self.time(batch_vector(t, x))
+        if self.label is not None:
+            temb = temb + self.label(batch_labels(y, x.shape[0], self.num_classes, x.device, null=True))
+        elif y is not None:
+            raise ValueError("y given, but this network is unconditional (num_classes = 0)")
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
