@@ -1,4 +1,4 @@
-"""Command line: ``scoresde train | sample | likelihood | compare | evaluate`` (also
+"""Command line: ``scoresde train | sample | likelihood | compare | evaluate | inpaint`` (also
 ``python -m scoresde``).
 
 Run directory layout (``--run-dir``, default ``runs/<config name>``)::
@@ -31,8 +31,10 @@ from scoresde import distributed
 from scoresde.arguments import add_common, checked_device, positive, resolve, sampler_steps
 from scoresde.atomic import write_json
 from scoresde.build import build_trainer, data_shape, load_data, load_trained
+from scoresde.conditional import classifier_free_guidance
 from scoresde.config import save_config
 from scoresde.plotting import plot_samples
+from scoresde.shapes import batch_labels
 from scoresde.training import StoppedAtOnce, TrainingStopped
 
 
@@ -86,6 +88,41 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
     parser.add_argument("--n", type=int, help="number of samples (default: sample.n)")
     parser.add_argument("--out", help="output PNG (default: <run-dir>/samples/<sampler>_<steps>.png)")
+    parser.add_argument("--class", dest="klass", metavar="K",
+                        help="class-conditional model: sample class K, or 'all' (sample i gets "
+                             "class i mod num_classes: one column per class in a 10-wide grid)")
+    parser.add_argument("--guidance", type=float, metavar="W",
+                        help=f"classifier-free guidance scale w of (1 + w) s(x|y) - w s(x|null) "
+                             f"(default {GUIDANCE}; 0 is the conditional model alone)")
+
+
+GUIDANCE = 1.0
+"""``scoresde sample --class``'s default guidance scale."""
+
+
+def class_score(model, klass: str | None, scale: float | None):
+    """The score ``sample`` draws from: the model's own, or, with ``--class``, classifier-free
+    guidance toward that class (:func:`scoresde.classifier_free_guidance`)."""
+    if klass is None:
+        if scale is not None:
+            raise ValueError("--guidance needs --class")
+        return model
+    k = model.num_classes
+    if not k:
+        raise ValueError("--class needs a class-conditional model (model.num_classes > 0); this "
+                         "run's model is unconditional")
+    w = GUIDANCE if scale is None else scale
+    if klass == "all":
+        def every_class(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            labels = torch.arange(x.shape[0], device=x.device) % k
+            return classifier_free_guidance(model, labels, w)(x, t)
+
+        classifier_free_guidance(model, 0, w)  # checks the scale now, not at the first step
+        return every_class
+    if not klass.lstrip("-").isdigit():
+        raise ValueError(f"--class must be a class index in [0, {k}) or 'all'; got {klass!r}")
+    batch_labels(int(klass), 1, k, name="--class")
+    return classifier_free_guidance(model, int(klass), w)
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -94,18 +131,25 @@ def run_sample(args: argparse.Namespace) -> int:
     n = positive(args, "n", s.n)
     sampler, steps = sampler_steps(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
+    score_fn = class_score(model, args.klass, args.guidance)
     x, nfe = distributed.sharded_sample(
-        model, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
+        score_fn, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
         device=args.device, sampler=sampler, steps=steps,
         progress=not args.no_progress and distributed.is_main())
     if not distributed.is_main():
         return 0
     blocks = math.ceil(n / s.batch_size)
-    out = Path(args.out) if args.out else run_dir / "samples" / f"{sampler}_{steps or 'auto'}.png"
+    w = GUIDANCE if args.guidance is None else args.guidance
+    name, title = f"{sampler}_{steps or 'auto'}", f"{sampler}, {steps or 'auto'} steps"
+    record = {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe}
+    if args.klass is not None:
+        name, title = f"{name}_class{args.klass}", f"{title}, class {args.klass}, w = {w:g}"
+        record.update({"class": args.klass, "guidance": w})
+    out = Path(args.out) if args.out else run_dir / "samples" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(x, out.with_suffix(".pt"))
-    plot_samples(x, out, f"{cfg.name}: {sampler}, {steps or 'auto'} steps, NFE/batch {nfe // blocks}")
-    write_json(out.with_suffix(".json"), {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe})
+    plot_samples(x, out, f"{cfg.name}: {title}, NFE/batch {nfe // blocks}")
+    write_json(out.with_suffix(".json"), record)
     print(f"{n} samples -> {out} (NFE {nfe})")
     return 0
 
@@ -169,6 +213,8 @@ register("compare", lazy_command("the main job: train small models, compare ever
 register("evaluate", lazy_command("judge a trained image model's samples: Fréchet / kernel distance "
                                   "on classifier features, confident share, class histogram, data floor",
                                   "scoresde.evaluate"))
+register("inpaint", lazy_command("fill in the masked part of test images with a trained image model; "
+                                 "a grid of (masked input, sample, original)", "scoresde.inpaint_command"))
 
 
 EXIT_CODES = {"bad input": 2, "file system": 3, "numerical": 4, "runtime": 5, "stopped": 130}

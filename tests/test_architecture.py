@@ -72,7 +72,7 @@ LAYERS = [
     {"likelihood", "training", "parallel", "conditional", ""},
     {"distributed"},
     {"build"},
-    {"arguments", "evaluate", "compare"},
+    {"arguments", "evaluate", "compare", "inpaint_command"},
     {"cli", "__main__"},
 ]
 """The layers of ``docs/architecture.md``, bottom first (``""``: the package's ``__init__``); an

@@ -43,3 +43,34 @@ def diffuse(sde, known: Tensor, t: Tensor, generator: torch.Generator | None) ->
     mean, std = sde.marginal(known, t)
     z = torch.randn(known.shape, generator=generator, device=known.device, dtype=known.dtype)
     return mean + std * z
+
+
+MASKS = ("lower-half", "upper-half", "left-half", "right-half", "random:P")
+"""The named masks of :func:`named_mask` (``P``: the share of entries known, in ``(0, 1)``)."""
+
+
+def named_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
+    """The boolean mask (True = known) ``spec`` names, for one sample of ``shape`` ``(c, h, w)``.
+
+    ``"lower-half"`` keeps the upper half and asks for the lower one (rows ``h // 2`` on unknown);
+    ``"upper-half"``, ``"left-half"``, ``"right-half"`` likewise name the half to fill in;
+    ``"random:P"`` keeps each pixel (all channels together) with probability ``P``, drawn from
+    ``generator``. Raises ``ValueError`` naming ``mask`` for another name, a ``P`` outside
+    ``(0, 1)`` or a shape that is not ``(c, h, w)``.
+    """
+    if len(shape) != 3:
+        raise ValueError(f"mask {spec!r} needs images of shape (c, h, w); got {tuple(shape)}")
+    _, h, w = shape
+    rows, cols = torch.arange(h).view(h, 1), torch.arange(w).view(1, w)
+    halves = {"lower-half": rows < h // 2, "upper-half": rows >= h // 2,
+              "left-half": cols >= w // 2, "right-half": cols < w // 2}
+    if spec in halves:
+        return halves[spec].expand(h, w).unsqueeze(0)
+    name, _, share = spec.partition(":")
+    try:
+        p = float(share)
+    except ValueError:
+        p = None
+    if name != "random" or p is None or not 0 < p < 1:
+        raise ValueError(f"mask must be one of {list(MASKS)} with 0 < P < 1; got {spec!r}")
+    return (torch.rand((1, h, w), generator=generator) < p)
