@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -30,18 +32,21 @@ def test_readme_commands_install_what_they_use_and_ci_runs_the_test_command():
     assert test in [line.strip() for line in ci]
 
 
-def test_image_model_figures_match_the_recorded_run():
+@pytest.mark.parametrize(("results", "label"), [("mnist_quality.json", ""),
+                                               ("mnist_quality_vp_2250.json", " (2,250)")])
+def test_image_model_figures_match_the_recorded_run(results, label):
     """Every figure of the README's image-model table is the recorded benchmark's
-    (``benchmarks/results/mnist_quality.json``), formatted as the table formats it."""
+    (``benchmarks/results/mnist_quality.json`` for the 1,600-step rows, ``..._vp_2250.json`` for
+    the row labelled ``VP (2,250)``), formatted as the table formats it."""
     import json
 
-    record = json.loads((README.parent / "benchmarks" / "results" / "mnist_quality.json").read_text())
+    record = json.loads((README.parent / "benchmarks" / "results" / results).read_text())
     text = README.read_text()
     section = text[text.index("## Train your first image model"):]
     names = {"vp": "VP", "subvp": "sub-VP", "ve": "VE"}
     for sde, res in record["sdes"].items():
         r = res["rows"][-1]
-        row = next(line for line in section.splitlines() if line.startswith(f"| {names[sde]} |"))
+        row = next(line for line in section.splitlines() if line.startswith(f"| {names[sde]}{label} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == f"{r['step']:,}"
         assert cells[3] == f"{r['fd']:.1f} ({r['fd_floor']:.2f})"
