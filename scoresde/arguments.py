@@ -11,8 +11,10 @@ import torch
 
 from scoresde import distributed
 from scoresde.build import default_device, load_config
+from scoresde.conditional import classifier_free_guidance
 from scoresde.config import Config, SampleConfig
 from scoresde.samplers.budget import default_steps
+from scoresde.shapes import batch_labels
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -70,3 +72,50 @@ def sampler_steps(args: argparse.Namespace, cfg: SampleConfig) -> tuple[str, int
     sampler = args.sampler or cfg.sampler
     steps = None if args.steps is None else positive(args, "steps", cfg.steps)
     return sampler, default_steps(sampler, steps, cfg.steps)
+
+
+def add_class_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--class K|all`` and ``--guidance W`` (``sample`` and ``evaluate``)."""
+    parser.add_argument("--class", dest="klass", metavar="K",
+                        help="class-conditional model: sample class K, or 'all' (sample i gets "
+                             "class i mod num_classes: one column per class in a 10-wide grid)")
+    parser.add_argument("--guidance", type=float, metavar="W",
+                        help=f"classifier-free guidance scale w of (1 + w) s(x|y) - w s(x|null) "
+                             f"(default {GUIDANCE}; 0 is the conditional model alone)")
+
+
+GUIDANCE = 1.0
+"""``scoresde sample --class``'s default guidance scale."""
+
+
+def class_score(model, klass: str | None, scale: float | None):
+    """The score ``sample`` draws from: the model's own, or, with ``--class``, classifier-free
+    guidance toward that class (:func:`scoresde.classifier_free_guidance`)."""
+    if klass is None:
+        if scale is not None:
+            raise ValueError("--guidance needs --class")
+        return model
+    k = model.num_classes
+    if not k:
+        raise ValueError("--class needs a class-conditional model (model.num_classes > 0); this "
+                         "run's model is unconditional")
+    w = GUIDANCE if scale is None else scale
+    if klass == "all":
+        def every_class(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            labels = torch.arange(x.shape[0], device=x.device) % k
+            return classifier_free_guidance(model, labels, w)(x, t)
+
+        classifier_free_guidance(model, 0, w)  # checks the scale now, not at the first step
+        return every_class
+    if not klass.lstrip("-").isdigit():
+        raise ValueError(f"--class must be a class index in [0, {k}) or 'all'; got {klass!r}")
+    batch_labels(int(klass), 1, k, name="--class")
+    return classifier_free_guidance(model, int(klass), w)
+
+
+def requested_classes(klass: str, n: int, batch_size: int, k: int) -> torch.Tensor:
+    """The class each of ``n`` samples drawn in blocks of ``batch_size`` was guided toward by
+    ``class_score(model, klass, ...)``: ``klass`` itself, or ``i mod k`` within each block."""
+    if klass != "all":
+        return torch.full((n,), int(klass))
+    return torch.cat([torch.arange(min(batch_size, n - lo)) % k for lo in range(0, n, batch_size)])

@@ -28,13 +28,20 @@ import torch
 import yaml
 
 from scoresde import distributed
-from scoresde.arguments import add_common, checked_device, positive, resolve, sampler_steps
+from scoresde.arguments import (
+    GUIDANCE,
+    add_class_arguments,
+    add_common,
+    checked_device,
+    class_score,
+    positive,
+    resolve,
+    sampler_steps,
+)
 from scoresde.atomic import write_json
 from scoresde.build import build_trainer, data_shape, load_data, load_trained
-from scoresde.conditional import classifier_free_guidance
 from scoresde.config import save_config
 from scoresde.plotting import plot_samples
-from scoresde.shapes import batch_labels
 from scoresde.training import StoppedAtOnce, TrainingStopped
 
 
@@ -88,41 +95,7 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
     parser.add_argument("--n", type=int, help="number of samples (default: sample.n)")
     parser.add_argument("--out", help="output PNG (default: <run-dir>/samples/<sampler>_<steps>.png)")
-    parser.add_argument("--class", dest="klass", metavar="K",
-                        help="class-conditional model: sample class K, or 'all' (sample i gets "
-                             "class i mod num_classes: one column per class in a 10-wide grid)")
-    parser.add_argument("--guidance", type=float, metavar="W",
-                        help=f"classifier-free guidance scale w of (1 + w) s(x|y) - w s(x|null) "
-                             f"(default {GUIDANCE}; 0 is the conditional model alone)")
-
-
-GUIDANCE = 1.0
-"""``scoresde sample --class``'s default guidance scale."""
-
-
-def class_score(model, klass: str | None, scale: float | None):
-    """The score ``sample`` draws from: the model's own, or, with ``--class``, classifier-free
-    guidance toward that class (:func:`scoresde.classifier_free_guidance`)."""
-    if klass is None:
-        if scale is not None:
-            raise ValueError("--guidance needs --class")
-        return model
-    k = model.num_classes
-    if not k:
-        raise ValueError("--class needs a class-conditional model (model.num_classes > 0); this "
-                         "run's model is unconditional")
-    w = GUIDANCE if scale is None else scale
-    if klass == "all":
-        def every_class(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            labels = torch.arange(x.shape[0], device=x.device) % k
-            return classifier_free_guidance(model, labels, w)(x, t)
-
-        classifier_free_guidance(model, 0, w)  # checks the scale now, not at the first step
-        return every_class
-    if not klass.lstrip("-").isdigit():
-        raise ValueError(f"--class must be a class index in [0, {k}) or 'all'; got {klass!r}")
-    batch_labels(int(klass), 1, k, name="--class")
-    return classifier_free_guidance(model, int(klass), w)
+    add_class_arguments(parser)
 
 
 def run_sample(args: argparse.Namespace) -> int:

@@ -18,7 +18,16 @@ import torch
 from torch import Tensor
 
 from scoresde import distributed
-from scoresde.arguments import add_common, positive, resolve, sampler_steps
+from scoresde.arguments import (
+    GUIDANCE,
+    add_class_arguments,
+    add_common,
+    class_score,
+    positive,
+    requested_classes,
+    resolve,
+    sampler_steps,
+)
 from scoresde.atomic import write_json
 from scoresde.build import data_shape, load_data, load_trained
 from scoresde.data import Dataset, to_model_range
@@ -38,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="feature-classifier cache (default "
                         "$SCORESDE_CACHE or ~/.cache/scoresde/classifiers)")
     parser.add_argument("--out", type=Path, help="JSON output (default <run>/evaluate/<name>.json)")
+    add_class_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,12 +62,16 @@ def main(args: argparse.Namespace) -> int:
     if data.train_labels is None:
         raise ValueError(f"evaluate judges labelled images; data.name {cfg.data.name!r} is not an image set")
     if args.samples is not None:
+        if args.klass is not None or args.guidance is not None:
+            raise ValueError("--class / --guidance draw guided samples; they do not apply to --samples")
         x = read_samples(args.samples, data.shape, data.num_levels)
         source = {"samples": str(args.samples)}
         name = args.samples.stem
     else:
         x, source = draw(args, cfg, run_dir, data)
         name = f"{source['sampler']}_{source['steps'] or 'auto'}_n{args.n}"
+        if args.klass is not None:
+            name += f"_class{args.klass}_w{source['guidance']:g}"
     if not distributed.is_main():
         return 0
     from scoresde.metrics import ImageJudge, load_or_train_classifier
@@ -68,6 +82,9 @@ def main(args: argparse.Namespace) -> int:
     judge = ImageJudge(classifier, data.test, data.train)
     quality = judge.judge(x, generator=torch.Generator().manual_seed(args.seed))
     print(quality.table())
+    if "classes" in source:
+        source["class_match"] = class_match(judge, x, source.pop("classes"))
+        print(f"| assigned to the requested class | {source['class_match']:.1%} | |")
     out = args.out or run_dir / "evaluate" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"run": str(run_dir), **source, "classifier": info, **quality.to_dict()}
@@ -84,13 +101,24 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
     s = cfg.sample
     sampler, steps = sampler_steps(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
+    score_fn = class_score(model, args.klass, args.guidance)
     tic = time.perf_counter()
     x, nfe = distributed.sharded_sample(
-        model, model.sde, (args.n, *shape), seed=args.seed, batch_size=s.batch_size,
+        score_fn, model.sde, (args.n, *shape), seed=args.seed, batch_size=s.batch_size,
         device=args.device, sampler=sampler, steps=steps,
         progress=not args.no_progress and distributed.is_main())
-    return x.clamp(-1, 1).cpu(), {"sampler": sampler, "steps": steps, "nfe": nfe,
-                                  "sample_seconds": time.perf_counter() - tic}
+    source = {"sampler": sampler, "steps": steps, "nfe": nfe, "sample_seconds": time.perf_counter() - tic}
+    if args.klass is not None:
+        source.update({"class": args.klass, "guidance": GUIDANCE if args.guidance is None else args.guidance,
+                       "classes": requested_classes(args.klass, args.n, s.batch_size, model.num_classes)})
+    return x.clamp(-1, 1).cpu(), source
+
+
+def class_match(judge, x: Tensor, classes: Tensor) -> float:
+    """The share of samples whose most probable class under the judge's classifier is the one
+    they were guided toward."""
+    _, probs = judge.outputs(x, "samples")
+    return float((probs.argmax(1).cpu() == classes).double().mean())
 
 
 def read_samples(path: Path, shape: tuple[int, ...], num_levels: int) -> Tensor:

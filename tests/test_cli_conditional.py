@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from scoresde import cli
+from scoresde.arguments import GUIDANCE, class_score, requested_classes
 from scoresde.build import load_config, load_data
 from scoresde.conditional.masks import named_mask
+from scoresde.evaluate import class_match
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "digits_vp.yaml")
 TINY = ["model.channels=8", "model.channel_mult=[1, 2]", "model.attn_resolutions=[4]",
@@ -46,7 +48,7 @@ def test_sample_class_writes_guided_samples(runs):
     assert _run("sample", "--run-dir", str(run), "--sampler", "ddim", "--steps", "3", "--n", "20",
                 "--class", "all") == 0
     record = json.loads((run / "samples" / "ddim_3_classall.json").read_text())
-    assert record["guidance"] == cli.GUIDANCE and record["nfe"] == 4
+    assert record["guidance"] == GUIDANCE and record["nfe"] == 4
 
 
 def test_every_class_labels_sample_i_with_class_i_mod_k(runs):
@@ -61,7 +63,7 @@ def test_every_class_labels_sample_i_with_class_i_mod_k(runs):
             seen.append(y.clone())
             return torch.zeros_like(x)
 
-    score = cli.class_score(Recorder(), "all", 1.5)
+    score = class_score(Recorder(), "all", 1.5)
     score(torch.zeros(13, 1, 8, 8), torch.full((13,), 0.5))
     expected = torch.arange(13) % 10
     assert torch.equal(seen[0], torch.cat([expected, torch.full((13,), 10)]))
@@ -126,3 +128,32 @@ def test_named_masks():
     assert not named_mask("right-half", (1, 4, 4))[0, :, 2:].any()
     share = named_mask("random:0.3", (1, 100, 100), torch.Generator().manual_seed(0)).double().mean()
     assert abs(share - 0.3) < 4 * (0.3 * 0.7 / 1e4) ** 0.5  # 4 binomial standard errors
+
+
+def test_evaluate_guided_reports_the_class_match(runs, tmp_path, capsys):
+    run = Path(runs["cond"])
+    assert _run("evaluate", "--checkpoint", str(run), "--n", "150", "--sampler", "ddim", "--steps", "3",
+                "--class", "all", "--guidance", "1", "--cache-dir", str(tmp_path / "cache"),
+                sets=["sample.batch_size=150"]) == 0
+    assert "assigned to the requested class" in capsys.readouterr().out
+    record = json.loads((run / "evaluate" / "ddim_3_n150_classall_w1.json").read_text())
+    assert record["class"] == "all" and record["guidance"] == 1.0 and 0 <= record["class_match"] <= 1
+    assert "classes" not in record
+    assert _run("evaluate", "--checkpoint", str(run), "--samples", str(tmp_path / "x.npy"),
+                "--class", "1") == 2
+    assert "do not apply to --samples" in capsys.readouterr().err
+
+
+def test_class_match_counts_the_judges_argmax_against_the_requested_classes():
+    """Six samples whose judged class is known: the share is counted exactly."""
+
+    class Judge:
+        def outputs(self, x, name):
+            return None, torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 1])]
+
+    requested = requested_classes("all", 6, 3, 3)
+    assert requested.tolist() == [0, 1, 2, 0, 1, 2]
+    assert requested_classes("all", 7, 4, 3).tolist() == [0, 1, 2, 0, 0, 1, 2]
+    assert requested_classes("2", 3, 2, 3).tolist() == [2, 2, 2]
+    assert class_match(Judge(), torch.zeros(6, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])) == 5 / 6
+    assert class_match(Judge(), torch.zeros(6, 1, 2, 2), torch.tensor([0, 0, 0, 0, 0, 0])) == 2 / 6
