@@ -74,6 +74,12 @@ def sampler_steps(args: argparse.Namespace, cfg: SampleConfig) -> tuple[str, int
     return sampler, default_steps(sampler, steps, cfg.steps)
 
 
+GUIDANCE = 0.0
+"""``--class``'s default guidance scale: the conditional model alone. On the 1,125-step
+class-conditional MNIST run it put 92.4 % of 500 samples in the requested class at FD 7.8 (floor
+3.4); w = 2 reached 100 % but FD 22 (``benchmarks/results/mnist_guided_w0.json``, ``_w2.json``)."""
+
+
 def add_class_arguments(parser: argparse.ArgumentParser) -> None:
     """``--class K|all`` and ``--guidance W`` (``sample`` and ``evaluate``)."""
     parser.add_argument("--class", dest="klass", metavar="K",
@@ -84,15 +90,22 @@ def add_class_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {GUIDANCE}; 0 is the conditional model alone)")
 
 
-GUIDANCE = 0.0
-"""``--class``'s default guidance scale: the conditional model alone. On the 1,125-step
-class-conditional MNIST run it put 92.4 % of 500 samples in the requested class at FD 7.8 (floor
-3.4); w = 2 reached 100 % but FD 22 (``benchmarks/results/mnist_guided_w0.json``, ``_w2.json``)."""
+def guidance_scale(scale: float | None) -> float:
+    """``--guidance`` if given, else :data:`GUIDANCE`."""
+    return GUIDANCE if scale is None else scale
+
+
+def checkpoint_run_dir(args: argparse.Namespace) -> None:
+    """``--checkpoint RUN`` as ``--run-dir RUN``; both given and different is a ``ValueError``."""
+    if args.checkpoint:
+        if args.run_dir and Path(args.run_dir) != Path(args.checkpoint):
+            raise ValueError("give the run directory once: --checkpoint or --run-dir")
+        args.run_dir = args.checkpoint
 
 
 def class_score(model, klass: str | None, scale: float | None):
-    """The score ``sample`` draws from: the model's own, or, with ``--class``, classifier-free
-    guidance toward that class (:func:`scoresde.classifier_free_guidance`)."""
+    """The score ``sample`` and ``evaluate`` draw from: the model's own, or, with ``--class``,
+    classifier-free guidance toward that class (:func:`scoresde.classifier_free_guidance`)."""
     if klass is None:
         if scale is not None:
             raise ValueError("--guidance needs --class")
@@ -101,7 +114,7 @@ def class_score(model, klass: str | None, scale: float | None):
     if not k:
         raise ValueError("--class needs a class-conditional model (model.num_classes > 0); this "
                          "run's model is unconditional")
-    w = GUIDANCE if scale is None else scale
+    w = guidance_scale(scale)
     if klass == "all":
         def every_class(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             labels = torch.arange(x.shape[0], device=x.device) % k

@@ -29,11 +29,11 @@ import yaml
 
 from scoresde import distributed
 from scoresde.arguments import (
-    GUIDANCE,
     add_class_arguments,
     add_common,
     checked_device,
     class_score,
+    guidance_scale,
     positive,
     resolve,
     sampler_steps,
@@ -112,7 +112,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if not distributed.is_main():
         return 0
     blocks = math.ceil(n / s.batch_size)
-    w = GUIDANCE if args.guidance is None else args.guidance
+    w = guidance_scale(args.guidance)
     name, title = f"{sampler}_{steps or 'auto'}", f"{sampler}, {steps or 'auto'} steps"
     record = {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe}
     if args.klass is not None:

@@ -19,10 +19,11 @@ from torch import Tensor
 
 from scoresde import distributed
 from scoresde.arguments import (
-    GUIDANCE,
     add_class_arguments,
     add_common,
+    checkpoint_run_dir,
     class_score,
+    guidance_scale,
     positive,
     requested_classes,
     resolve,
@@ -51,10 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.checkpoint:
-        if args.run_dir and Path(args.run_dir) != Path(args.checkpoint):
-            raise ValueError("give the run directory once: --checkpoint or --run-dir")
-        args.run_dir = args.checkpoint
+    checkpoint_run_dir(args)
     positive(args, "n", 1000)
     positive(args, "steps", 1)
     cfg, run_dir = resolve(args)
@@ -109,7 +107,7 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
         progress=not args.no_progress and distributed.is_main())
     source = {"sampler": sampler, "steps": steps, "nfe": nfe, "sample_seconds": time.perf_counter() - tic}
     if args.klass is not None:
-        source.update({"class": args.klass, "guidance": GUIDANCE if args.guidance is None else args.guidance,
+        source.update({"class": args.klass, "guidance": guidance_scale(args.guidance),
                        "classes": requested_classes(args.klass, args.n, s.batch_size, model.num_classes)})
     return x.clamp(-1, 1).cpu(), source
 

@@ -12,12 +12,13 @@ originals, beside that of the data's mean image as a reference).
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
 import torch
 
-from scoresde.arguments import add_common, positive, resolve, sampler_steps
+from scoresde.arguments import add_common, checkpoint_run_dir, positive, resolve, sampler_steps
 from scoresde.atomic import write_json
 from scoresde.build import load_data, load_trained
 from scoresde.conditional import INPAINT_METHODS, inpaint
@@ -38,10 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.checkpoint:
-        if args.run_dir and Path(args.run_dir) != Path(args.checkpoint):
-            raise ValueError("give the run directory once: --checkpoint or --run-dir")
-        args.run_dir = args.checkpoint
+    checkpoint_run_dir(args)
     n = positive(args, "n", 16)
     cfg, run_dir = resolve(args)
     data = load_data(cfg.data)
@@ -88,7 +86,7 @@ def unknown_errors(x: torch.Tensor, original: torch.Tensor, mask: torch.Tensor, 
 def draw(original: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, out: Path, title: str) -> None:
     """Three grids side by side: the masked input (unknown pixels grey), the sample, the original."""
     plt = pyplot()
-    rows = max(1, int(len(x) ** 0.5))
+    rows = max(1, math.isqrt(len(x)))
     masked = torch.where(mask, original, torch.zeros(()))
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
     for ax, images, label in zip(axes, (masked, x, original), ("masked input", "inpainted", "original"),

@@ -73,4 +73,4 @@ def named_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | N
         p = None
     if name != "random" or p is None or not 0 < p < 1:
         raise ValueError(f"mask must be one of {list(MASKS)} with 0 < P < 1; got {spec!r}")
-    return (torch.rand((1, h, w), generator=generator) < p)
+    return torch.rand((1, h, w), generator=generator) < p
