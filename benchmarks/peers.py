@@ -84,17 +84,23 @@ class KDenoiser:
 
 
 def k_sample(kd, name: str, score_fn, sde, x_T: Tensor, steps: int, eps: float,
-             grid: str = "karras") -> tuple[Tensor, int]:
-    """Run ``kd.sample_<name>`` from the prior sample ``x_T`` (``x̃ = x_T / m(T)``) over
-    k-diffusion's ``grid`` (``"karras"`` ρ = 7 or ``"exponential"``) of ``steps`` levels from
-    ``σ̃(T)`` to ``σ̃(eps)``, then σ = 0 (the final step to 0 returns the denoised estimate)."""
+             grid: str = "karras", **options) -> tuple[Tensor, int]:
+    """Run ``kd.sample_<name>`` (with ``options``) from the prior sample ``x_T`` (``x̃ = x_T / m(T)``)
+    over k-diffusion's ``grid`` of ``steps`` levels from ``σ̃(T)`` to ``σ̃(eps)``, then σ = 0 (the
+    final step to 0 returns the denoised estimate): ``"karras"`` (ρ = 7), ``"exponential"``, or
+    ``"vp"`` (uniform in the VP SDE's t, for a VP ``sde`` only)."""
     lo, hi = ratio_of_time(sde, eps), ratio_of_time(sde, sde.T)
-    get = kd.get_sigmas_karras if grid == "karras" else kd.get_sigmas_exponential
-    sigmas = get(steps, lo, hi).to(torch.float64)
+    if grid == "vp":
+        sigmas = kd.get_sigmas_vp(steps, beta_d=sde.beta_max - sde.beta_min, beta_min=sde.beta_min,
+                                  eps_s=eps)
+    else:
+        get = kd.get_sigmas_karras if grid == "karras" else kd.get_sigmas_exponential
+        sigmas = get(steps, lo, hi)
+    sigmas = sigmas.to(torch.float64)
     sigmas[0] = hi
     model = KDenoiser(score_fn, sde)
     x = x_T / float(sde.mean_coef(torch.tensor(sde.T, dtype=torch.float64)))
-    x = getattr(kd, f"sample_{name}")(model, x, sigmas.to(x_T.dtype), disable=True)
+    x = getattr(kd, f"sample_{name}")(model, x, sigmas.to(x_T.dtype), disable=True, **options)
     return x, model.nfe
 
 
