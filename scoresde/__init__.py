@@ -25,7 +25,7 @@ from scoresde.metrics import (
 from scoresde.samplers import SampleInfo, sample
 from scoresde.score import ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, ReverseSDE, SubVPSDE
-from scoresde.training import Trainer
+from scoresde.training import NonFiniteError, RunDirLocked, Trainer
 
 __version__ = "0.1.0"
 
@@ -43,7 +43,9 @@ __all__ = [
     "InpaintInfo",
     "LikelihoodResult",
     "MixtureStats",
+    "NonFiniteError",
     "ReverseSDE",
+    "RunDirLocked",
     "SampleInfo",
     "ScoreModel",
     "SubVPSDE",
