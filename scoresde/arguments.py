@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from scoresde import distributed
-from scoresde.build import default_device, load_config
-from scoresde.conditional import classifier_free_guidance
+from scoresde.build import data_shape, default_device, load_config, load_trained_classifier
+from scoresde.conditional import classifier_free_guidance, classifier_guidance
 from scoresde.config import Config, SampleConfig
 from scoresde.samplers.budget import default_steps
 from scoresde.shapes import batch_labels
@@ -80,19 +80,56 @@ class-conditional MNIST run it put 92.4 % of 500 samples in the requested class 
 3.4); w = 2 reached 100 % but FD 22 (``benchmarks/results/mnist_guided_w0.json``, ``_w2.json``)."""
 
 
+CLASSIFIER_GUIDANCE = 1.0
+"""``--classifier``'s default guidance scale: ``s(x) + ∇ log p_t(y | x)``, the exact conditional
+score ``∇ log p_t(x | y)`` when the score and the classifier are exact (Bayes' rule)."""
+
+
 def add_class_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--class K|all`` and ``--guidance W`` (``sample`` and ``evaluate``)."""
+    """``--class K|all``, ``--guidance W`` and ``--classifier RUN`` (``sample`` and ``evaluate``)."""
     parser.add_argument("--class", dest="klass", metavar="K",
-                        help="class-conditional model: sample class K, or 'all' (sample i gets "
-                             "class i mod num_classes: one column per class in a 10-wide grid)")
+                        help="class-conditional model (or --classifier): sample class K, or 'all' "
+                             "(sample i gets class i mod num_classes: one column per class in a "
+                             "10-wide grid)")
     parser.add_argument("--guidance", type=float, metavar="W",
                         help=f"classifier-free guidance scale w of (1 + w) s(x|y) - w s(x|null) "
-                             f"(default {GUIDANCE}; 0 is the conditional model alone)")
+                             f"(default {GUIDANCE}; 0 is the conditional model alone); with "
+                             f"--classifier the scale w of s(x) + w grad log p_t(y|x) (default "
+                             f"{CLASSIFIER_GUIDANCE})")
+    parser.add_argument("--classifier", type=Path, metavar="RUN",
+                        help="classifier guidance: the run directory of a scoresde "
+                             "train-classifier run on the same data and SDE")
 
 
-def guidance_scale(scale: float | None) -> float:
-    """``--guidance`` if given, else :data:`GUIDANCE`."""
-    return GUIDANCE if scale is None else scale
+def guidance_scale(scale: float | None, classifier: torch.nn.Module | None = None) -> float:
+    """``--guidance`` if given, else :data:`CLASSIFIER_GUIDANCE` with a ``classifier``, else
+    :data:`GUIDANCE`."""
+    if scale is not None:
+        return scale
+    return GUIDANCE if classifier is None else CLASSIFIER_GUIDANCE
+
+
+def guiding_classifier(args: argparse.Namespace, cfg: Config) -> torch.nn.Module | None:
+    """The EMA classifier of ``--classifier RUN`` (``None`` without it); ``ValueError`` naming
+    ``--classifier`` if it was trained on images of another shape or with another SDE than
+    ``cfg``'s score model."""
+    if args.classifier is None:
+        return None
+    if not (args.classifier / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"--classifier {args.classifier}: no checkpoint.pt there (train one "
+                                f"with scoresde train-classifier --run-dir {args.classifier})")
+    try:
+        classifier, trained = load_trained_classifier(args.classifier, args.device)
+    except ValueError as err:
+        raise ValueError(f"--classifier {args.classifier}: {err}") from None
+    ours, theirs = tuple(data_shape(cfg.data)), tuple(data_shape(trained.data))
+    if ours != theirs:
+        raise ValueError(f"--classifier {args.classifier} was trained on images of shape {theirs}; "
+                         f"the score model's are {ours}")
+    if trained.sde != cfg.sde:
+        raise ValueError(f"--classifier {args.classifier} was trained on x_t of another SDE "
+                         f"({trained.sde}); the score model's is {cfg.sde}")
+    return classifier
 
 
 def checkpoint_run_dir(args: argparse.Namespace) -> None:
@@ -103,29 +140,45 @@ def checkpoint_run_dir(args: argparse.Namespace) -> None:
         args.run_dir = args.checkpoint
 
 
-def class_score(model, klass: str | None, scale: float | None):
+def class_score(model, klass: str | None, scale: float | None, classifier=None):
     """The score ``sample`` and ``evaluate`` draw from: the model's own, or, with ``--class``,
-    classifier-free guidance toward that class (:func:`scoresde.classifier_free_guidance`)."""
+    classifier-free guidance toward that class (:func:`scoresde.classifier_free_guidance`), or
+    with ``--classifier`` too, classifier guidance by that classifier's logits
+    (:func:`scoresde.classifier_guidance`)."""
     if klass is None:
-        if scale is not None:
-            raise ValueError("--guidance needs --class")
+        for given, option in ((scale, "--guidance"), (classifier, "--classifier")):
+            if given is not None:
+                raise ValueError(f"{option} needs --class")
         return model
-    k = model.num_classes
-    if not k:
-        raise ValueError("--class needs a class-conditional model (model.num_classes > 0); this "
-                         "run's model is unconditional")
-    w = guidance_scale(scale)
+    k = guided_classes(model, classifier)
+    w = guidance_scale(scale, classifier)
+    if classifier is None:
+        def guide(labels):
+            return classifier_free_guidance(model, labels, w)
+    else:
+        def guide(labels):
+            return classifier_guidance(model, classifier, labels, w)
     if klass == "all":
         def every_class(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            labels = torch.arange(x.shape[0], device=x.device) % k
-            return classifier_free_guidance(model, labels, w)(x, t)
+            return guide(torch.arange(x.shape[0], device=x.device) % k)(x, t)
 
-        classifier_free_guidance(model, 0, w)  # checks the scale now, not at the first step
+        guide(0)  # checks the scale now, not at the first step
         return every_class
     if not klass.lstrip("-").isdigit():
         raise ValueError(f"--class must be a class index in [0, {k}) or 'all'; got {klass!r}")
     batch_labels(int(klass), 1, k, name="--class")
-    return classifier_free_guidance(model, int(klass), w)
+    return guide(int(klass))
+
+
+def guided_classes(model, classifier=None) -> int:
+    """The number of classes ``--class`` may name: the classifier's, else the class-conditional
+    model's; ``ValueError`` for an unconditional model without a classifier."""
+    if classifier is not None:
+        return classifier.num_classes
+    if not model.num_classes:
+        raise ValueError("--class needs a class-conditional model (model.num_classes > 0) or "
+                         "--classifier RUN; this run's model is unconditional")
+    return model.num_classes
 
 
 def requested_classes(klass: str, n: int, batch_size: int, k: int) -> torch.Tensor:

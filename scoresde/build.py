@@ -2,7 +2,9 @@
 
 This is the one place that knows which name in a config stands for which class (the registries
 below); the command line, ``compare``, the examples, the benchmarks and the tests all build
-through it. It also loads a trained run directory back as a score model.
+through it. It also loads a trained run directory back as a score model, and does the same for
+the noise-conditional classifier of ``scoresde train-classifier`` (the config's ``classifier``
+section, trained by the same :class:`Trainer` on :func:`scoresde.losses.classifier_loss`).
 
 Two functions read a config: :func:`load_config` checks every key, type *and* named choice
 (``sde.name``, ``sample.sampler``, ...) against the registries of the modules that implement
@@ -11,6 +13,7 @@ them; :func:`scoresde.config.load_config` checks keys and types only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +24,8 @@ from scoresde import config, distributed
 from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig
 from scoresde.data import DATASETS, Dataset, TensorLoader, image_shape, load_dataset
 from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
-from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS, Loss, make_loss
-from scoresde.networks import MLP, UNet
+from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS, ClassifierLoss, Loss, make_loss
+from scoresde.networks import MLP, NoiseClassifier, UNet
 from scoresde.samplers import SAMPLERS
 from scoresde.score import PARAMETERIZATIONS, ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
@@ -179,6 +182,87 @@ def load_trained(run_dir: Path, cfg: Config, device: str, ema: bool = True) -> S
     model = build_model(cfg)
     model.load_state_dict(state["ema" if ema else "model"])
     return model.to(device).eval().requires_grad_(False)
+
+
+def build_classifier(cfg: Config) -> NoiseClassifier:
+    """The :class:`NoiseClassifier` of ``cfg.classifier`` for ``cfg.data``'s images (seeded by
+    ``train.seed``); ``ValueError`` for vector data."""
+    shape = data_shape(cfg.data)
+    if len(shape) != 3:
+        raise ValueError(f"a classifier needs image data (c, h, w); data.name {cfg.data.name!r} "
+                         f"has shape {shape}")
+    c = cfg.classifier
+    torch.manual_seed(cfg.train.seed)
+    return NoiseClassifier(shape[0], shape[1], c.channels, c.channel_mult, c.num_res_blocks,
+                           c.attn_resolutions, c.groups, c.num_classes)
+
+
+def classifier_labels(cfg: Config, data: Dataset) -> torch.Tensor:
+    """The training labels of a classifier run; ``ValueError`` if the data has none or more classes
+    than ``classifier.num_classes``, or if ``train.label_dropout`` is set (a classifier needs every
+    label)."""
+    if cfg.train.label_dropout:
+        raise ValueError("train.label_dropout must be 0 for a classifier (it needs every label)")
+    k = cfg.classifier.num_classes
+    if data.train_labels is None:
+        raise ValueError(f"a classifier needs labelled data; data.name {cfg.data.name!r} has no labels")
+    labels = torch.as_tensor(data.train_labels).long()
+    if int(labels.max()) >= k:
+        raise ValueError(f"classifier.num_classes = {k}, but the data has labels up to {int(labels.max())}")
+    return labels
+
+
+def build_classifier_trainer(cfg: Config, run_dir: Path, device: str, data: Dataset,
+                             progress: bool = True) -> Trainer:
+    """A :class:`Trainer` of ``cfg``'s classifier on :func:`scoresde.losses.classifier_loss` (t in
+    ``[loss.eps, T]`` of ``cfg.sde``), with ``cfg.train``'s optimiser, EMA and checkpoints and a
+    held-out-loss hook."""
+    net = build_classifier(cfg)
+    loss = ClassifierLoss(build_sde(cfg.sde), cfg.loss.eps)
+    t = cfg.train
+    labels = classifier_labels(cfg, data)
+    hooks = [Hook(t.eval_every, classifier_test_hook(loss, data))] if t.eval_every > 0 else []
+    return Trainer(
+        net, loss, TensorLoader(data.train, t.batch_size, seed=t.seed, labels=labels),
+        parallel=distributed.strategy(), run_dir=run_dir, lr=t.lr, warmup=t.warmup,
+        lr_schedule=t.lr_schedule, lr_decay_steps=t.lr_decay_steps, lr_min_ratio=t.lr_min_ratio,
+        grad_clip=t.grad_clip, ema_decay=t.ema_decay, accumulate=t.accumulate,
+        autocast=t.autocast, device=device, seed=t.seed, log_every=t.log_every,
+        ckpt_every=t.ckpt_every, hooks=hooks, progress=progress,
+        fingerprint={**cfg.classifier_fingerprint(), "data_shape": list(data.shape)})
+
+
+def classifier_test_hook(loss: ClassifierLoss, data: Dataset) -> Callable[[Trainer], dict]:
+    """The EMA classifier's cross-entropy on (up to 2,000) held-out images with fixed noise."""
+
+    def hook(trainer: Trainer) -> dict:
+        x0 = data.test[:2000].to(trainer.device)
+        y = data.test_labels[:2000].to(trainer.device)
+        gen = torch.Generator(trainer.device).manual_seed(0)
+        with torch.no_grad():
+            return {"test_loss": float(loss(functools.partial(trainer.ema, y=y), x0, gen))}
+
+    return hook
+
+
+def load_trained_classifier(run_dir: Path, device: str, ema: bool = True) -> tuple[NoiseClassifier, Config]:
+    """The trained classifier of ``run_dir`` (EMA weights by default), in eval mode, and the run's
+    config (its ``config.yaml``); refuses a checkpoint that is not this config's classifier."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir / 'config.yaml'} not found: is {run_dir} a "
+                                f"scoresde train-classifier run directory?")
+    cfg = load_config(run_dir / "config.yaml")
+    path = run_dir / "checkpoint.pt"
+    state = read_checkpoint(path)
+    expected = {**cfg.classifier_fingerprint(), "data_shape": list(data_shape(cfg.data))}
+    differing = fingerprint_diff(state["fingerprint"], expected)
+    if differing:
+        raise ValueError(f"{path} is not the classifier of {run_dir / 'config.yaml'}; differing "
+                         f"entries: {differing}")
+    net = build_classifier(cfg)
+    net.load_state_dict(state["ema" if ema else "model"])
+    return net.to(device).eval().requires_grad_(False), cfg
 
 
 def default_device() -> str:

@@ -1,5 +1,5 @@
-"""Command line: ``scoresde train | sample | likelihood | compare | evaluate | inpaint`` (also
-``python -m scoresde``).
+"""Command line: ``scoresde train | train-classifier | sample | likelihood | compare | evaluate |
+inpaint`` (also ``python -m scoresde``).
 
 Run directory layout (``--run-dir``, default ``runs/<config name>``)::
 
@@ -32,17 +32,25 @@ from scoresde.arguments import (
     add_class_arguments,
     add_common,
     checked_device,
+    checkpoint_run_dir,
     class_score,
     guidance_scale,
+    guiding_classifier,
     positive,
     resolve,
     sampler_steps,
 )
 from scoresde.atomic import write_json
-from scoresde.build import build_trainer, data_shape, load_data, load_trained
+from scoresde.build import (
+    build_classifier_trainer,
+    build_trainer,
+    data_shape,
+    load_data,
+    load_trained,
+)
 from scoresde.config import save_config
 from scoresde.plotting import plot_samples
-from scoresde.training import StoppedAtOnce, TrainingStopped
+from scoresde.training import StoppedAtOnce, Trainer, TrainingStopped
 
 
 @dataclass
@@ -69,10 +77,20 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    return train_with(args, build_trainer)
+
+
+def run_train_classifier(args: argparse.Namespace) -> int:
+    return train_with(args, build_classifier_trainer)
+
+
+def train_with(args: argparse.Namespace, build: Callable[..., Trainer]) -> int:
+    """``train`` and ``train-classifier``: resume the run directory's checkpoint (if any) with the
+    trainer that ``build(cfg, run_dir, device, data, progress)`` makes, and train to ``train.steps``."""
     cfg, run_dir = resolve(args)
     if args.fresh and (run_dir / "checkpoint.pt").exists():
         raise ValueError(f"--fresh given but {run_dir / 'checkpoint.pt'} exists")
-    trainer = build_trainer(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)
+    trainer = build(cfg, run_dir, args.device, load_data(cfg.data), not args.no_progress)
     with trainer.lock:  # from the resume to the end: one `train` per run directory
         if trainer.maybe_resume() and distributed.is_main():
             print(f"resumed {run_dir} at step {trainer.step}")
@@ -91,6 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _sample_args(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
+    parser.add_argument("--checkpoint", metavar="RUN", help="run directory (same as --run-dir)")
     parser.add_argument("--sampler", help="sampler name (default: sample.sampler)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
     parser.add_argument("--n", type=int, help="number of samples (default: sample.n)")
@@ -99,12 +118,14 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    checkpoint_run_dir(args)
     cfg, run_dir = resolve(args)
     s = cfg.sample
     n = positive(args, "n", s.n)
     sampler, steps = sampler_steps(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
-    score_fn = class_score(model, args.klass, args.guidance)
+    classifier = guiding_classifier(args, cfg)
+    score_fn = class_score(model, args.klass, args.guidance, classifier)
     x, nfe = distributed.sharded_sample(
         score_fn, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
         device=args.device, sampler=sampler, steps=steps,
@@ -112,12 +133,15 @@ def run_sample(args: argparse.Namespace) -> int:
     if not distributed.is_main():
         return 0
     blocks = math.ceil(n / s.batch_size)
-    w = guidance_scale(args.guidance)
+    w = guidance_scale(args.guidance, classifier)
     name, title = f"{sampler}_{steps or 'auto'}", f"{sampler}, {steps or 'auto'} steps"
     record = {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe}
     if args.klass is not None:
         name, title = f"{name}_class{args.klass}", f"{title}, class {args.klass}, w = {w:g}"
         record.update({"class": args.klass, "guidance": w})
+    if classifier is not None:
+        name, title = f"{name}_classifier", f"{title} (classifier)"
+        record["guidance_classifier"] = str(args.classifier)
     out = Path(args.out) if args.out else run_dir / "samples" / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(x, out.with_suffix(".pt"))
@@ -161,6 +185,9 @@ def run_likelihood(args: argparse.Namespace) -> int:
 
 register("train", Command("train a score model (resumes from the run's checkpoint)",
                           _train_args, run_train))
+register("train-classifier", Command("train a noise-conditional classifier on x_t from the forward "
+                                     "SDE, for sample --classifier (resumes like train)",
+                                     _train_args, run_train_classifier))
 register("sample", Command("draw samples from a trained model with any sampler",
                            _sample_args, run_sample))
 register("likelihood", Command("held-out NLL (nats) or bits/dim through the probability-flow ODE",

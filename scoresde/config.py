@@ -1,10 +1,11 @@
 """Run configurations: YAML files loaded into typed dataclasses, with ``key=value`` overrides.
 
-A file holds up to seven sections (``sde``, ``data``, ``model``, ``loss``, ``train``, ``sample``,
-``likelihood``) plus a ``name``; anything it leaves out keeps its default. An unknown key or a
-value of the wrong type raises ``ValueError`` naming the key and the file. This module knows the
-schema only: which names a key accepts (``sde.name: vp``) is passed in, by
-:func:`scoresde.build.load_config`, from the modules that implement them.
+A file holds up to eight sections (``sde``, ``data``, ``model``, ``loss``, ``train``, ``sample``,
+``likelihood``, and ``classifier`` for ``scoresde train-classifier``) plus a ``name``; anything it
+leaves out keeps its default. An unknown key or a value of the wrong type raises ``ValueError``
+naming the key and the file. This module knows the schema only: which names a key accepts
+(``sde.name: vp``) is passed in, by :func:`scoresde.build.load_config`, from the modules that
+implement them.
 """
 
 from __future__ import annotations
@@ -53,13 +54,15 @@ BOUNDS = {
                      "model.channels", "model.num_res_blocks", "model.groups", "loss.n_steps",
                      "train.batch_size", "train.accumulate", "train.log_every", "train.ckpt_every",
                      "sample.steps", "sample.n", "sample.batch_size", "likelihood.n",
-                     "likelihood.batch_size"), SIZE),
+                     "likelihood.batch_size", "classifier.channels", "classifier.num_res_blocks",
+                     "classifier.groups"), SIZE),
     **dict.fromkeys(("train.steps", "train.warmup", "train.lr_decay_steps", "train.grad_clip",
                      "train.eval_every", "model.num_classes"), COUNT),
     "loss.eps": UNIT, "likelihood.eps": UNIT,
     "train.ema_decay": Interval(0, 1),
     "train.lr_min_ratio": Interval(0, 1, hi_closed=True),
     "train.label_dropout": Interval(0, 1),
+    "classifier.num_classes": Interval(2),
 }
 """The range of every number key (0 turns ``grad_clip`` and ``eval_every`` off; the cosine
 schedule needs ``lr_decay_steps >= 1``, which the trainer checks)."""
@@ -160,6 +163,19 @@ class LikelihoodConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """The noise-conditional classifier of ``scoresde train-classifier``
+    (:class:`scoresde.networks.NoiseClassifier`: the U-Net's downsampling half, pooled to logits)."""
+
+    channels: int = 32
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2])
+    num_res_blocks: int = 1
+    attn_resolutions: list[int] = field(default_factory=list)
+    groups: int = 8
+    num_classes: int = 10
+
+
+@dataclass
 class Config:
     name: str = "toy2d_vp"
     sde: SDEConfig = field(default_factory=SDEConfig)
@@ -169,6 +185,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,6 +202,15 @@ class Config:
             if d[section][name] == off:
                 d[section].pop(name)
         return {k: d[k] for k in ("sde", "data", "model", "loss", "train")}
+
+    def classifier_fingerprint(self) -> dict:
+        """Everything that decides a noise-conditional classifier's trained parameters: as
+        :meth:`fingerprint`, with the ``classifier`` section in place of ``model`` and of the
+        loss only ``loss.eps`` (the classifier's loss has no other option)."""
+        d = self.fingerprint()
+        del d["model"]
+        d["loss"] = {"eps": self.loss.eps}
+        return {**d, "classifier": asdict(self.classifier)}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),

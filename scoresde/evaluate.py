@@ -24,6 +24,7 @@ from scoresde.arguments import (
     checkpoint_run_dir,
     class_score,
     guidance_scale,
+    guiding_classifier,
     positive,
     requested_classes,
     resolve,
@@ -60,8 +61,9 @@ def main(args: argparse.Namespace) -> int:
     if data.train_labels is None:
         raise ValueError(f"evaluate judges labelled images; data.name {cfg.data.name!r} is not an image set")
     if args.samples is not None:
-        if args.klass is not None or args.guidance is not None:
-            raise ValueError("--class / --guidance draw guided samples; they do not apply to --samples")
+        if args.klass is not None or args.guidance is not None or args.classifier is not None:
+            raise ValueError("--class / --guidance / --classifier draw guided samples; they do not "
+                             "apply to --samples")
         x = read_samples(args.samples, data.shape, data.num_levels)
         source = {"samples": str(args.samples)}
         name = args.samples.stem
@@ -70,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
         name = f"{source['sampler']}_{source['steps'] or 'auto'}_n{args.n}"
         if args.klass is not None:
             name += f"_class{args.klass}_w{source['guidance']:g}"
+        if args.classifier is not None:
+            name += "_classifier"
     if not distributed.is_main():
         return 0
     from scoresde.metrics import ImageJudge, load_or_train_classifier
@@ -99,7 +103,8 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
     s = cfg.sample
     sampler, steps = sampler_steps(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
-    score_fn = class_score(model, args.klass, args.guidance)
+    classifier = guiding_classifier(args, cfg)
+    score_fn = class_score(model, args.klass, args.guidance, classifier)
     tic = time.perf_counter()
     x, nfe = distributed.sharded_sample(
         score_fn, model.sde, (args.n, *shape), seed=args.seed, batch_size=s.batch_size,
@@ -107,8 +112,11 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
         progress=not args.no_progress and distributed.is_main())
     source = {"sampler": sampler, "steps": steps, "nfe": nfe, "sample_seconds": time.perf_counter() - tic}
     if args.klass is not None:
-        source.update({"class": args.klass, "guidance": guidance_scale(args.guidance),
-                       "classes": requested_classes(args.klass, args.n, s.batch_size, model.num_classes)})
+        k = (classifier or model).num_classes
+        source.update({"class": args.klass, "guidance": guidance_scale(args.guidance, classifier),
+                       "classes": requested_classes(args.klass, args.n, s.batch_size, k)})
+    if classifier is not None:
+        source["guidance_classifier"] = str(args.classifier)
     return x.clamp(-1, 1).cpu(), source
 
 

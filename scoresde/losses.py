@@ -19,6 +19,9 @@ is an unbiased Monte-Carlo estimate of its expectation.
 The discrete losses draw an integer level instead of ``t``: DDPM's ``||√(1-ᾱ_i) s_θ + ε||²`` with
 ``x_i = √ᾱ_i x_0 + √(1-ᾱ_i) ε`` (``i`` uniform over ``N`` steps, network time ``t_i = (i+1)/N``);
 SMLD/NCSN's ``σ_i² ||s_θ + ε/σ_i||²`` with ``x = x_0 + σ_i ε`` (``t_i = i/(L-1)``, so ``σ(t_i) = σ_i``).
+
+A noise-conditional classifier for classifier guidance is trained on the same forward-diffused
+data: the cross-entropy ``E_t E_{x_0, y} E_ε [-log p_φ(y | x_t, t)]`` (:func:`classifier_loss`).
 """
 
 from __future__ import annotations
@@ -205,6 +208,49 @@ def smld_loss(
     z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     t = i.to(x0.dtype) / (n_levels - 1)
     return _reduce(_sq_norm(sigma * score_fn(x0 + sigma * z, t) + z), reduction)
+
+
+def classifier_loss(
+    log_prob_y: ScoreFn,
+    sde: SDE,
+    x0: Tensor,
+    *,
+    eps: float | None = None,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """The cross-entropy of a noise-conditional classifier at forward-diffused data:
+
+        L(φ) = E_{t ~ U[eps, T]} E_{(x_0, y)} E_ε [ -log p_φ(y | x_t, t) ],   x_t = m(t) x_0 + s(t) ε.
+
+    ``log_prob_y(x_t, t)`` returns ``log p_φ(y | x_t, t)``, shape ``(batch,)``, for each row's own
+    label: a :class:`~scoresde.networks.NoiseClassifier` called as ``classifier(x, t, y)`` with the
+    batch's labels bound, as the :class:`~scoresde.Trainer` binds them. ``t`` then ``ε`` are drawn
+    from ``generator`` as in :func:`dsm_loss`; ``eps`` defaults to ``sde.training_eps``.
+    """
+    eps = _start(sde, eps)
+    t = eps + (sde.T - eps) * torch.rand(x0.shape[0], generator=generator, device=x0.device,
+                                          dtype=x0.dtype)
+    z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    mean, std = sde.marginal(x0, t)
+    log_p = log_prob_y(mean + std * z, t)
+    if log_p.shape != (x0.shape[0],):
+        raise ValueError(f"log_prob_y must return one log-probability per sample, shape "
+                         f"({x0.shape[0]},); got {tuple(log_p.shape)} (are the labels bound?)")
+    return _reduce(-log_p, reduction)
+
+
+@dataclass
+class ClassifierLoss:
+    """:func:`classifier_loss` for ``sde`` as ``loss(log_prob_y, x0, generator) -> scalar``."""
+
+    sde: SDE
+    eps: float | None = None
+
+    def __call__(
+        self, log_prob_y: ScoreFn, x0: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return classifier_loss(log_prob_y, self.sde, x0, eps=self.eps, generator=generator)
 
 
 @dataclass

@@ -12,14 +12,15 @@ from scoresde.config import Config, save_config
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 EXPECTED = {f"{d}_{s}" for d, ss in (("toy2d", ("vp", "subvp", "ve")), ("digits", ("vp", "ve")),
                                      ("mnist", ("vp", "subvp", "ve"))) for s in ss} | {
-    "mnist_quick", "mnist_quick_subvp", "mnist_quick_ve"}
+    "mnist_quick", "mnist_quick_subvp", "mnist_quick_ve", "digits_classifier", "mnist_classifier"}
+CLASSIFIER_SDES = {"digits_classifier": "vp", "mnist_classifier": "vp"}
 
 
 def test_all_configs_ship_and_load():
     assert {p.stem for p in CONFIGS} == EXPECTED
     for path in CONFIGS:
         cfg = load_config(path)
-        sde = {"mnist_quick": "vp"}.get(path.stem, path.stem.split("_")[-1])
+        sde = {"mnist_quick": "vp", **CLASSIFIER_SDES}.get(path.stem, path.stem.split("_")[-1])
         assert cfg.name == path.stem and cfg.sde.name == sde
 
 
