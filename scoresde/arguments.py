@@ -13,6 +13,7 @@ from scoresde import distributed
 from scoresde.build import data_shape, default_device, load_config, load_trained_classifier
 from scoresde.conditional import classifier_free_guidance, classifier_guidance
 from scoresde.config import Config, SampleConfig
+from scoresde.samplers import GRIDS
 from scoresde.samplers.budget import default_steps
 from scoresde.shapes import batch_labels
 
@@ -72,6 +73,35 @@ def sampler_steps(args: argparse.Namespace, cfg: SampleConfig) -> tuple[str, int
     sampler = args.sampler or cfg.sampler
     steps = None if args.steps is None else positive(args, "steps", cfg.steps)
     return sampler, default_steps(sampler, steps, cfg.steps)
+
+
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--grid`` and ``--eps`` (``sample`` and ``evaluate``): the time grid and where it ends."""
+    parser.add_argument("--grid", choices=tuple(GRIDS),
+                        help="time grid (default: sample.grid, else the sampler's own)")
+    parser.add_argument("--eps", type=float,
+                        help="end time of the grid (default: sample.eps, else the SDE's sampling_eps)")
+
+
+def grid_options(args: argparse.Namespace, cfg: SampleConfig) -> dict:
+    """The ``grid`` and ``eps`` keywords of :func:`scoresde.sample` that ``--grid`` / ``--eps`` or
+    the config's ``sample.grid`` / ``sample.eps`` set (``""`` / ``0``: the sampler's defaults)."""
+    grid = args.grid or cfg.grid
+    eps = cfg.eps if args.eps is None else args.eps
+    if args.eps is not None and not 0 < eps < 1:
+        raise ValueError(f"--eps must be in (0, 1); got {eps!r}")
+    return {**({"grid": grid} if grid else {}), **({"eps": eps} if eps else {})}
+
+
+def sampler_name(sampler: str, steps: int | None, grid: dict) -> str:
+    """The file stem of a sampler's outputs: ``dpm++2m_20``, with ``_<grid>`` and ``_eps<eps>``
+    when :func:`grid_options` set them (``unipc_7_karras_eps0.1``)."""
+    name = f"{sampler}_{steps or 'auto'}"
+    if "grid" in grid:
+        name += f"_{grid['grid']}"
+    if "eps" in grid:
+        name += f"_eps{grid['eps']:g}"
+    return name
 
 
 GUIDANCE = 0.0

@@ -26,7 +26,7 @@ from scoresde.data import DATASETS, Dataset, TensorLoader, image_shape, load_dat
 from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
 from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS, ClassifierLoss, Loss, make_loss
 from scoresde.networks import MLP, NoiseClassifier, UNet
-from scoresde.samplers import SAMPLERS
+from scoresde.samplers import GRIDS, SAMPLERS
 from scoresde.score import PARAMETERIZATIONS, ScoreModel
 from scoresde.sde import SDE, VESDE, VPSDE, SubVPSDE
 from scoresde.training import AUTOCAST, LR_SCHEDULES, Hook, Trainer, fingerprint_diff, read_checkpoint
@@ -52,6 +52,7 @@ CHOICES = {
     "train.lr_schedule": LR_SCHEDULES,
     "train.autocast": AUTOCAST,
     "sample.sampler": (*SAMPLERS, "fast"),
+    "sample.grid": ("", *GRIDS),
     "likelihood.trace": TRACES,
     "likelihood.method": ADAPTIVE_METHODS,  # the command line cannot give a fixed-step method its step size
 }

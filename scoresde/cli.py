@@ -31,13 +31,16 @@ from scoresde import distributed
 from scoresde.arguments import (
     add_class_arguments,
     add_common,
+    add_grid_arguments,
     checked_device,
     checkpoint_run_dir,
     class_score,
+    grid_options,
     guidance_scale,
     guiding_classifier,
     positive,
     resolve,
+    sampler_name,
     sampler_steps,
 )
 from scoresde.atomic import write_json
@@ -112,6 +115,7 @@ def _sample_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="RUN", help="run directory (same as --run-dir)")
     parser.add_argument("--sampler", help="sampler name (default: sample.sampler)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
+    add_grid_arguments(parser)
     parser.add_argument("--n", type=int, help="number of samples (default: sample.n)")
     parser.add_argument("--out", help="output PNG (default: <run-dir>/samples/<sampler>_<steps>.png)")
     add_class_arguments(parser)
@@ -123,19 +127,21 @@ def run_sample(args: argparse.Namespace) -> int:
     s = cfg.sample
     n = positive(args, "n", s.n)
     sampler, steps = sampler_steps(args, s)
+    grid = grid_options(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
     classifier = guiding_classifier(args, cfg)
     score_fn = class_score(model, args.klass, args.guidance, classifier)
     x, nfe = distributed.sharded_sample(
         score_fn, model.sde, (n, *data_shape(cfg.data)), seed=s.seed, batch_size=s.batch_size,
-        device=args.device, sampler=sampler, steps=steps,
+        device=args.device, sampler=sampler, steps=steps, **grid,
         progress=not args.no_progress and distributed.is_main())
     if not distributed.is_main():
         return 0
     blocks = math.ceil(n / s.batch_size)
     w = guidance_scale(args.guidance, classifier)
-    name, title = f"{sampler}_{steps or 'auto'}", f"{sampler}, {steps or 'auto'} steps"
-    record = {"sampler": sampler, "steps": steps, "n": n, "nfe": nfe}
+    name = sampler_name(sampler, steps, grid)
+    title = f"{sampler}, {steps or 'auto'} steps" + "".join(f", {k} {v}" for k, v in grid.items())
+    record = {"sampler": sampler, "steps": steps, **grid, "n": n, "nfe": nfe}
     if args.klass is not None:
         name, title = f"{name}_class{args.klass}", f"{title}, class {args.klass}, w = {w:g}"
         record.update({"class": args.klass, "guidance": w})

@@ -58,7 +58,7 @@ BOUNDS = {
                      "classifier.groups"), SIZE),
     **dict.fromkeys(("train.steps", "train.warmup", "train.lr_decay_steps", "train.grad_clip",
                      "train.eval_every", "model.num_classes"), COUNT),
-    "loss.eps": UNIT, "likelihood.eps": UNIT,
+    "loss.eps": UNIT, "likelihood.eps": UNIT, "sample.eps": Interval(0, 1),
     "train.ema_decay": Interval(0, 1),
     "train.lr_min_ratio": Interval(0, 1, hi_closed=True),
     "train.label_dropout": Interval(0, 1),
@@ -143,6 +143,8 @@ class TrainConfig:
 class SampleConfig:
     sampler: str = "reverse_diffusion"
     steps: int = 500
+    grid: str = ""
+    eps: float = 0.0
     n: int = 2000
     batch_size: int = 2000
     seed: int = 1

@@ -21,13 +21,16 @@ from scoresde import distributed
 from scoresde.arguments import (
     add_class_arguments,
     add_common,
+    add_grid_arguments,
     checkpoint_run_dir,
     class_score,
+    grid_options,
     guidance_scale,
     guiding_classifier,
     positive,
     requested_classes,
     resolve,
+    sampler_name,
     sampler_steps,
 )
 from scoresde.atomic import write_json
@@ -44,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=Path, help="judge saved images (.npy uint8 or .pt) instead")
     parser.add_argument("--sampler", help="sampler name (default: sample.sampler)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: sample.steps)")
+    add_grid_arguments(parser)
     parser.add_argument("--n", type=int, default=1000, help="samples to draw and judge (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise and the subsets")
     parser.add_argument("--cache-dir", type=Path, help="feature-classifier cache (default "
@@ -69,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         name = args.samples.stem
     else:
         x, source = draw(args, cfg, run_dir, data)
-        name = f"{source['sampler']}_{source['steps'] or 'auto'}_n{args.n}"
+        name = f"{sampler_name(source['sampler'], source['steps'], source)}_n{args.n}"
         if args.klass is not None:
             name += f"_class{args.klass}_w{source['guidance']:g}"
         if args.classifier is not None:
@@ -102,15 +106,17 @@ def draw(args: argparse.Namespace, cfg, run_dir: Path, data: Dataset) -> tuple[T
         raise ValueError(f"{run_dir} models images of shape {shape}, the data set has {data.shape}")
     s = cfg.sample
     sampler, steps = sampler_steps(args, s)
+    grid = grid_options(args, s)
     model = load_trained(run_dir, cfg, args.device, s.ema)
     classifier = guiding_classifier(args, cfg)
     score_fn = class_score(model, args.klass, args.guidance, classifier)
     tic = time.perf_counter()
     x, nfe = distributed.sharded_sample(
         score_fn, model.sde, (args.n, *shape), seed=args.seed, batch_size=s.batch_size,
-        device=args.device, sampler=sampler, steps=steps,
+        device=args.device, sampler=sampler, steps=steps, **grid,
         progress=not args.no_progress and distributed.is_main())
-    source = {"sampler": sampler, "steps": steps, "nfe": nfe, "sample_seconds": time.perf_counter() - tic}
+    source = {"sampler": sampler, "steps": steps, **grid, "nfe": nfe,
+              "sample_seconds": time.perf_counter() - tic}
     if args.klass is not None:
         k = (classifier or model).num_classes
         source.update({"class": args.klass, "guidance": guidance_scale(args.guidance, classifier),

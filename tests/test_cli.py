@@ -174,3 +174,30 @@ def test_warnings_are_one_line_naming_the_command(tmp_path):
     assert proc.returncode == 0 and len(warned) == 1, proc.stderr
     assert warned[0].startswith("scoresde train: warning: ") and "orphaned" in warned[0]
     assert "UserWarning" not in proc.stderr
+
+
+def test_sample_grid_and_eps_reach_the_sampler(tmp_path, capsys):
+    """``--grid`` / ``--eps`` and ``sample.grid`` / ``sample.eps`` are the same request: both give
+    the identical tensor, named after the grid and end time, and it differs from the sampler's
+    default grid (so the options reach it); out-of-range values are errors naming the option."""
+    run = str(tmp_path / "digits")
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "digits_vp.yaml")
+    assert _run("train", "--config", config, "--run-dir", run,
+                sets=[*TINY_DIGITS, "train.steps=1"]) == 0
+    samples = tmp_path / "digits" / "samples"
+    assert _run("sample", "--run-dir", run, "--sampler", "unipc", "--steps", "3", "--n", "4") == 0
+    assert _run("sample", "--run-dir", run, "--sampler", "unipc", "--steps", "3", "--n", "4",
+                "--grid", "karras", "--eps", "0.1") == 0
+    flags = torch.load(samples / "unipc_3_karras_eps0.1.pt")
+    record = json.loads((samples / "unipc_3_karras_eps0.1.json").read_text())
+    assert (record["grid"], record["eps"], record["nfe"]) == ("karras", 0.1, 4)
+    assert not torch.equal(flags, torch.load(samples / "unipc_3.pt"))
+    out = str(tmp_path / "set.png")
+    assert _run("sample", "--run-dir", run, "--sampler", "unipc", "--steps", "3", "--n", "4",
+                "--out", out, sets=["sample.grid=karras", "sample.eps=0.1"]) == 0
+    assert torch.equal(torch.load(tmp_path / "set.pt"), flags)
+    capsys.readouterr()
+    assert _run("sample", "--run-dir", run, "--eps", "1.5") == 2
+    assert "--eps must be in (0, 1)" in capsys.readouterr().err
+    assert _run("sample", "--run-dir", run, sets=["sample.grid=spiral"]) == 2
+    assert "'sample.grid' must be one of" in capsys.readouterr().err

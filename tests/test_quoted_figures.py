@@ -328,6 +328,22 @@ class Q(NamedTuple):
     fmt: str
 
 
+# few_step_mnist.json: the few-step sweep on the quick MNIST model
+FS = "few_step_mnist.json"
+
+
+def fs(d: dict, lib: str, sampler: str, grid: str, eps: float, nfe: int) -> dict:
+    return one(d["rows"], lib=lib, sampler=sampler, grid=grid, eps=eps, nfe=nfe, reference=False)
+
+
+def fs_curve(d: dict, lib: str, sampler: str, grid: str, eps: float) -> tuple[float, ...]:
+    return tuple(fs(d, lib, sampler, grid, eps, n)["fd"] for n in (4, 5, 6, 8, 10))
+
+
+def fs_best(d: dict, lib: str, nfe: int) -> float:
+    return min(r["fd"] for r in d["rows"] if r["lib"] == lib and r["nfe"] == nfe and not r["reference"])
+
+
 R, L, S, B, T = "README.md", "docs/likelihood.md", "docs/samplers.md", "docs/benchmarks.md", "docs/testing.md"
 BR = "benchmarks/README.md"
 ROW = "| {:.3f} ± {:.3f} | {:.3f} | {:.3f} | {} |"  # likelihood.md: the main job's NLL table
@@ -716,6 +732,45 @@ QUOTES = [
     Q(B, "Sampling 8 images took 2.6–3.5 s per sampler", "mnist.json",
       lambda d: span(s["seconds"] for c in d["configs"].values() for s in c["samplers"].values()),
       "took {:.1f}–{:.1f} s"),
+    Q(R, "within 1.5x of the 1,000-NFE reference's FD at 5 NFE (FD 17.0 against 17.5, 256 images)", FS,
+      lambda d: (d["target"], d["reference_nfe"], d["summary"]["libs"]["scoresde"]["first_within"]["nfe"],
+                 d["summary"]["libs"]["scoresde"]["first_within"]["fd"], d["summary"]["reference_fd"],
+                 d["n"]),
+      "within {:g}x of the {:,}-NFE reference's FD at {} NFE (FD {:.1f} against {:.1f}, {} images)"),
+    Q(R, "at 5 NFE too (18.5)", FS,
+      lambda d: (d["summary"]["libs"]["k-diffusion"]["first_within"]["nfe"],
+                 d["summary"]["libs"]["k-diffusion"]["first_within"]["fd"]), "at {} NFE too ({:.1f})"),
+    # docs/samplers.md: few steps on a trained image model (its table: test_few_step_table)
+    Q(S, "59 min of sampling by the rows' own clocks", FS,
+      lambda d: sum(r["seconds"] for r in d["rows"]) / 60, "{:.0f} min"),
+    Q(S, "the floor of 256 training images is 5.4", FS, lambda d: (d["n"], d["floor"]["fd"]),
+      "floor of {} training images is {:.1f}"),
+    Q(S, "FD 17.5, so the target (1.5x) is 26.3", FS,
+      lambda d: (d["summary"]["reference_fd"], d["summary"]["target_fd"], d["target"]),
+      "FD {0:.1f}, so the target ({2:g}x) is {1:.1f}"),
+    Q(S, "**First within 1.5x of the reference: 5 NFE**", FS,
+      lambda d: d["summary"]["libs"]["scoresde"]["first_within"]["nfe"], "reference: {} NFE"),
+    Q(S, "UniPC on the uniform-t grid ending at `eps = 0.1` (FD 17.0)", FS,
+      lambda d: fs(d, "scoresde", "unipc", "uniform", 0.1, 5)["fd"], "(FD {:.1f})"),
+    Q(S, "Nothing reaches the target at 4 NFE (best 28.9)", FS,
+      lambda d: fs_best(d, "scoresde", 4) if min(fs_best(d, lib, 4) for lib in ("scoresde", "k-diffusion"))
+      > d["summary"]["target_fd"] else math.nan, "(best {:.1f})"),
+    Q(S, "k-diffusion's best also reaches the target at 5 NFE (18.5)", FS,
+      lambda d: (d["summary"]["libs"]["k-diffusion"]["first_within"]["nfe"],
+                 d["summary"]["libs"]["k-diffusion"]["first_within"]["fd"]), "at {} NFE ({:.1f})"),
+    Q(S, "FD 29.6 / 18.3 / 17.3 / 18.1 / 17.0 for scoresde against 30.5 / 18.5 / 17.3 / 18.1 / 17.1", FS,
+      lambda d: fs_curve(d, "scoresde", "dpm++3m", "uniform", 0.1)
+      + fs_curve(d, "k-diffusion", "dpmpp_3m_sde", "vp", 0.1),
+      "FD {:.1f} / {:.1f} / {:.1f} / {:.1f} / {:.1f} for scoresde against "
+      "{:.1f} / {:.1f} / {:.1f} / {:.1f} / {:.1f}"),
+    Q(S, "17.0 against 18.5 at 5 NFE, 16.5 against 17.3 at 6, 15.2 against 16.2 at 8, 15.6 against "
+         "15.8 at 10", FS,
+      lambda d: tuple(fs_best(d, lib, n) for n in (5, 6, 8, 10) for lib in ("scoresde", "k-diffusion")),
+      "{:.1f} against {:.1f} at 5 NFE, {:.1f} against {:.1f} at 6, {:.1f} against {:.1f} at 8, "
+      "{:.1f} against {:.1f} at 10"),
+    Q(S, "the best 5-NFE row is FD 37.7 (`dpm++2m`, uniform t)", FS,
+      lambda d: min((r for r in d["rows"] if r["lib"] == "scoresde" and r["nfe"] == 5 and r["eps"] == 1e-3),
+                    key=lambda r: r["fd"])["fd"], "FD {:.1f} (`dpm++2m`"),
     # docs/benchmarks.md: samplers on a trained MNIST model (its table: test_compare_mnist_table)
     Q(B, "27 min of sampling by the rows' own clocks", "compare_mnist.json",
       lambda d: sum(r["seconds"] for r in d["rows"]) / 60, "{:.0f} min of sampling"),
@@ -919,6 +974,26 @@ def test_compare_mnist_table():
                 " / ".join(f"{100 * r['confident']:.0f} %" for r in runs),
                 " / ".join(f"{r['seconds']:.0f}" for r in runs)]
         assert cells == want, label
+
+
+def test_few_step_table():
+    """docs/samplers.md's few-step table: per NFE each library's best row (solver, grid, eps, FD)
+    over every row of few_step_mnist.json, and the FD of both libraries' default configurations."""
+    marker = "Each library's best row, and both libraries' defaults:"
+    d = load(FS)
+    assert_names(S, "The goal of 10 NFE is met on images.", FS)
+    rows = table_after(S, marker)
+    nfes = sorted({r["nfe"] for r in d["rows"] if not r["reference"]})
+    assert [int(r[0]) for r in rows] == nfes
+    for (nfe, *cells), n in zip(rows, nfes, strict=True):
+        want = []
+        for lib in ("scoresde", "k-diffusion"):
+            best = min((r for r in d["rows"] if r["lib"] == lib and r["nfe"] == n and not r["reference"]),
+                       key=lambda r: r["fd"])
+            want += [f"`{best['sampler']}` ({best['grid']}, {best['eps']:g})", f"{best['fd']:.1f}"]
+        want += [f"{fs(d, 'scoresde', 'dpm++2m', 'logsnr', 1e-3, n)['fd']:.1f}",
+                 f"{fs(d, 'k-diffusion', 'dpmpp_2m', 'karras', 1e-3, n)['fd']:.1f}"]
+        assert cells == want, nfe
 
 
 MUTATED = {"sde.py": "`sde.py`", "samplers/": "`samplers/`", "likelihood.py": "`likelihood.py`",
