@@ -352,11 +352,12 @@ LK_ROW = "| {:.2f} | {} | {} |"  # benchmarks.md: seconds, network passes, error
 
 QUOTES = [
     # README: the main job
-    Q(R, "298 s by its own clock (training 134 s, sampling 151 s, likelihood 11 s)",
-      "compare_toy.json",
-      lambda d: (d["seconds"], *(d["phase_seconds"][k] for k in ("train", "sample", "likelihood"))),
-      "{:.0f} s by its own clock (training {:.0f} s, sampling {:.0f} s, likelihood {:.0f} s)"),
-    Q(R, "`--threads 2` took 225 s", "compare_toy_threads2.json", lambda d: d["seconds"], "took {:.0f} s"),
+    Q(R, "took 127 s by its own clock, 150 s with the import and the figures, against 202 s / 226 s",
+      "compare_toy_workers.json",
+      lambda d: (d["workers"]["seconds"], d["wall_seconds_shell"]["workers"], d["serial"]["seconds"],
+                 d["wall_seconds_shell"]["serial"] if d["identical_records"] else math.nan),
+      "took {:.0f} s by its own clock, {:.0f} s with the import and the figures, "
+      "against {:.0f} s / {:.0f} s"),
     Q(R, "2,400 steps with EDM's", "compare_toy.json", lambda d: d["train_steps"], "{:,} steps"),
     Q(R, "within 0.77–1.02× of the exact score's sliced W2", "compare_toy.json",
       lambda d: span(ratios(d, ("vp", "subvp", "ve"))), "{:.2f}–{:.2f}×"),

@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: "
                         "the default models are small and more threads only add overhead)")
+    parser.add_argument("--workers", type=int, default=0, help="processes for the SDEs of a toy "
+                        "comparison, one torch thread each (default 0: one per SDE on a multi-core CPU)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set model.width=64")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -49,7 +51,7 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
         sdes=split(args.sdes), samplers=split(args.samplers), nfe=split(args.nfe, int),
         train_steps=args.train_steps, n_samples=args.n_samples, n_likelihood=args.n_likelihood,
         quick=args.quick,
-        device=args.device, seed=args.seed, progress=not args.no_progress,
+        device=args.device, seed=args.seed, progress=not args.no_progress, workers=args.workers,
     )
 
 

@@ -37,7 +37,8 @@ class CompareOptions:
     run directory to judge instead of training; ``sdes``: SDE names (default: all three for 2-D
     toys, the config's own for images); ``nfe``: target budgets; ``train_steps``: optimiser
     steps per SDE; ``n_samples`` / ``n_likelihood``: points per sampler run / held-out points
-    for the likelihood (0: none).
+    for the likelihood (0: none); ``workers``: processes for the SDEs of a toy comparison (0: one
+    per SDE on a multi-core CPU; 1: all in this process).
     """
 
     config: str | None = None
@@ -54,6 +55,7 @@ class CompareOptions:
     device: str = "cpu"
     seed: int = 0
     progress: bool = True
+    workers: int = 0
 
 
 @dataclass

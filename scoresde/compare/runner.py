@@ -6,7 +6,10 @@ likelihood, and write the results (see :mod:`scoresde.compare`); images go to
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -84,17 +87,12 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
     distance = distance_to(reference, opts.seed)
     floor = _floor(oracle, data, distance, d.n_samples, opts.seed)
     runs, nll, samples, phases = [], [], {}, dict.fromkeys(("train", "likelihood", "sample"), 0.0)
-    for name in sdes:
-        clock = time.perf_counter()
-        model = train(sde_config(base, name, data), data, run_dir / f"train_{name}", d.train_steps,
-                      opts)
-        phases["train"] += time.perf_counter() - clock
-        if d.n_likelihood:
-            nll.append(likelihood(model, name, data, oracle, d, opts))
-            phases["likelihood"] += nll[-1]["seconds"]
-        clock = time.perf_counter()
-        runs += _sample_all(model, name, d, opts, reference, distance, oracle, samples)
-        phases["sample"] += time.perf_counter() - clock
+    jobs = [(name, base, data, oracle, reference, distance, d, opts, run_dir) for name in sdes]
+    for sde_runs, sde_nll, sde_samples, sde_phases in _each_sde(jobs, workers(opts, len(sdes))):
+        runs += sde_runs
+        nll += sde_nll
+        samples.update(sde_samples)
+        phases = {k: phases[k] + sde_phases[k] for k in phases}
     result = {"config": base.name, "data": base.data.name, "options": jsonable(asdict(opts)),
               "train_steps": d.train_steps, "floor_sliced_w2": floor,
               "runs": [asdict(r) for r in runs], "likelihood": nll, "phase_seconds": phases,
@@ -107,6 +105,52 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
                     d.tolerances)
     quality_vs_nfe(run_dir / "quality_vs_nfe.png", result["runs"], floor, sdes)
     return result
+
+
+def workers(opts: CompareOptions, n_sdes: int) -> int:
+    """Processes for the SDEs: ``opts.workers``, or with ``0`` one per SDE when they run on a CPU
+    with more than one core (each SDE is a separate model: they share nothing until the report),
+    except for ``quick`` runs, which take less time than starting a process (a spawned worker
+    imports torch afresh)."""
+    if opts.workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: automatic); got {opts.workers}")
+    if opts.workers:
+        return min(opts.workers, n_sdes)
+    on_cpu = torch.device(opts.device).type == "cpu"
+    return n_sdes if on_cpu and not opts.quick and (os.cpu_count() or 1) > 1 else 1
+
+
+def _each_sde(jobs: list[tuple], n_workers: int) -> list[tuple]:
+    """:func:`_one_sde` of every job, in order: in this process, or in ``n_workers`` spawned
+    processes of one torch thread each (their progress bars off, one bar here over the SDEs)."""
+    if n_workers <= 1:
+        return [_one_sde(*job) for job in jobs]
+    quiet = [(*job[:7], replace(job[7], progress=False), job[8]) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n_workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:
+        futures = [pool.submit(_one_sde, *job) for job in quiet]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc="SDEs",
+                      disable=not jobs[0][7].progress):
+            pass
+        return [f.result() for f in futures]
+
+
+def _one_sde(name: str, base: Config, data: Dataset, oracle: GaussianMixture | None,
+             reference: Tensor, distance: SlicedWasserstein, d: Defaults, opts: CompareOptions,
+             run_dir: Path) -> tuple[list[Run], list[dict], dict, dict]:
+    """Train the model of SDE ``name``, its likelihood (if ``d.n_likelihood``) and every sampler
+    run: ``(runs, likelihood records, samples, phase seconds)``."""
+    phases = {}
+    clock = time.perf_counter()
+    model = train(sde_config(base, name, data), data, run_dir / f"train_{name}", d.train_steps, opts)
+    phases["train"] = time.perf_counter() - clock
+    nll = [likelihood(model, name, data, oracle, d, opts)] if d.n_likelihood else []
+    phases["likelihood"] = sum(r["seconds"] for r in nll)
+    clock, samples = time.perf_counter(), {}
+    runs = _sample_all(model, name, d, opts, reference, distance, oracle, samples)
+    phases["sample"] = time.perf_counter() - clock
+    return runs, nll, samples, phases
 
 
 def check_sdes(sdes: tuple[str, ...]) -> tuple[str, ...]:
