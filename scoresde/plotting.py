@@ -22,16 +22,18 @@ def pyplot():
     return plt
 
 
-def image_grid(x: Tensor, rows: int) -> Tensor:
-    """The first ``rows**2`` images of ``x`` (``(n, c, h, w)``, model range ``[-1, 1]``) tiled into
-    one ``(rows h, rows w, c)`` picture in ``[0, 1]``: pixel ``(x + 1) / 2``, clamped."""
-    grid = rearrange(x[: rows * rows].detach().cpu(), "(r k) c h w -> (r h) (k w) c", r=rows)
+def image_grid(x: Tensor, rows: int, cols: int | None = None) -> Tensor:
+    """The first ``rows * cols`` images of ``x`` (``(n, c, h, w)``, model range ``[-1, 1]``; ``cols``
+    defaults to ``rows``) tiled row by row into one ``(rows h, cols w, c)`` picture in ``[0, 1]``:
+    pixel ``(x + 1) / 2``, clamped."""
+    cols = rows if cols is None else cols
+    grid = rearrange(x[: rows * cols].detach().cpu(), "(r k) c h w -> (r h) (k w) c", r=rows)
     return ((grid + 1) / 2).clamp(0, 1)
 
 
-def show_images(ax, x: Tensor, rows: int) -> None:
+def show_images(ax, x: Tensor, rows: int, cols: int | None = None) -> None:
     """:func:`image_grid` drawn on ``ax`` (grey for one channel), without axes."""
-    grid = image_grid(x, rows)
+    grid = image_grid(x, rows, cols)
     if grid.shape[-1] == 1:
         ax.imshow(grid[..., 0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:

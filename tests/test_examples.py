@@ -19,6 +19,7 @@ OUTPUTS = {
     "why_anneal": ["why_anneal"],
     "ddpm_smld_unification": ["ddpm_smld_unification"],
     "train_mnist": ["train_mnist"],
+    "conditional_mnist": ["conditional_mnist"],
 }
 MNIST = EXAMPLES.parents[1] / "shared" / "data" / "mnist"
 
@@ -85,3 +86,12 @@ def test_train_mnist(tmp_path):
     """After 3 training steps only the lower bound of :func:`test_likelihood` holds: finite and > 0."""
     r = _run("train_mnist", tmp_path)
     assert r["train_steps"] == 3 and 0 < r["bits_per_dim"]["mean"] < math.inf
+
+
+def test_conditional_mnist(tmp_path):
+    """The quick run (a 4-step class-conditional digits model) draws one row per class and fills
+    in the lower halves; its quality is not judged here (``class_match`` is a share, the MSEs are
+    means of squares), only the bookkeeping: NFE of 20 dpm++2m steps and the final denoise."""
+    r = _run("conditional_mnist", tmp_path)
+    assert r["grid_nfe"] == r["inpaint_nfe"] == 21 and r["per_class"] == 8
+    assert 0 <= r["class_match"] <= 1 and r["mse_unknown"] > 0 and r["mse_mean_image"] > 0
