@@ -86,6 +86,17 @@ def quick_run(work: Path) -> Path:
     return work
 
 
+def load_judged(checkpoint: Path):
+    """A trained image run's config, data, EMA model (on the CPU), the data set's judge and the
+    feature classifier's record."""
+    cfg = load_config(checkpoint / "config.yaml")
+    data = load_data(cfg.data)
+    model = load_trained(checkpoint, cfg, "cpu")
+    classifier, info = load_or_train_classifier(data.train, data.train_labels, test_images=data.test,
+                                                test_labels=data.test_labels, progress=False)
+    return cfg, data, model, ImageJudge(classifier, data.test, data.train), info
+
+
 def judged(judge: ImageJudge, x: torch.Tensor, seed: int) -> dict:
     q = judge.judge(x.clamp(-1, 1), generator=torch.Generator().manual_seed(seed))
     return {"fd": q.fd, "kd": q.kd, "kd_se": q.kd_se, "confident": q.confident,
@@ -171,12 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             150, 150, "ddim,em", "5", "5", "5")
     if args.checkpoint is None:
         raise SystemExit("--checkpoint RUN is required (or --quick)")
-    cfg = load_config(args.checkpoint / "config.yaml")
-    data = load_data(cfg.data)
-    model = load_trained(args.checkpoint, cfg, "cpu")
-    classifier, info = load_or_train_classifier(data.train, data.train_labels, test_images=data.test,
-                                                test_labels=data.test_labels, progress=False)
-    judge = ImageJudge(classifier, data.test, data.train)
+    cfg, data, model, judge, info = load_judged(args.checkpoint)
     split = lambda text: tuple(int(v) for v in text.split(","))  # noqa: E731
     d = Defaults(split(args.nfe), None, args.n, 0, (1e-2,), stochastic_nfe=split(args.stochastic_nfe))
     cfg.sample.batch_size = args.batch

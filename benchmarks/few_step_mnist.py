@@ -34,15 +34,14 @@ from pathlib import Path
 import torch
 
 from scoresde import atomic
-from scoresde.build import load_config, load_data, load_trained
 from scoresde.distributed import block_generator
-from scoresde.metrics import ImageJudge, load_or_train_classifier
 from scoresde.plotting import show_images
 from scoresde.samplers import sample
 from scoresde.samplers.budget import steps_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, metadata, pyplot, save_figure, write_json
+from compare_mnist import load_judged, quick_run
 from peers import MISSING, k_sample, load_k_diffusion
 
 TARGET = 1.5
@@ -187,19 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.results.mkdir(parents=True, exist_ok=True)
     if args.quick:
-        from compare_mnist import quick_run
-
         args.checkpoint = quick_run(args.results / "few_step_quick_run")
         args.n, args.batch, args.nfe, args.eps, args.reference_nfe = 150, 150, "4,5", "1e-3,0.1", 20
         args.ours, args.peers = "ddim@uniform,dpm++2m@logsnr", "dpmpp_2m@karras"
     if args.checkpoint is None:
         raise SystemExit("--checkpoint RUN is required (or --quick)")
-    cfg = load_config(args.checkpoint / "config.yaml")
-    data = load_data(cfg.data)
-    model = load_trained(args.checkpoint, cfg, "cpu")
-    classifier, info = load_or_train_classifier(data.train, data.train_labels, test_images=data.test,
-                                                test_labels=data.test_labels, progress=False)
-    judge = ImageJudge(classifier, data.test, data.train)
+    cfg, data, model, judge, info = load_judged(args.checkpoint)
     kd = load_k_diffusion()
     todo = [r for r in plan(args, model.sde.sampling_eps) if r["lib"] == "scoresde" or kd is not None]
     path = args.results / f"few_step_mnist{'_quick' if args.quick else ''}.json"

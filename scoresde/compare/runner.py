@@ -87,8 +87,9 @@ def run_compare(opts: CompareOptions, run_dir: str | Path) -> dict:
     distance = distance_to(reference, opts.seed)
     floor = _floor(oracle, data, distance, d.n_samples, opts.seed)
     runs, nll, samples, phases = [], [], {}, dict.fromkeys(("train", "likelihood", "sample"), 0.0)
-    jobs = [(name, base, data, oracle, reference, distance, d, opts, run_dir) for name in sdes]
-    for sde_runs, sde_nll, sde_samples, sde_phases in _each_sde(jobs, workers(opts, len(sdes))):
+    shared = {"base": base, "data": data, "oracle": oracle, "reference": reference,
+              "distance": distance, "d": d, "opts": opts, "run_dir": run_dir}
+    for sde_runs, sde_nll, sde_samples, sde_phases in _each_sde(sdes, workers(opts, len(sdes)), shared):
         runs += sde_runs
         nll += sde_nll
         samples.update(sde_samples)
@@ -120,18 +121,19 @@ def workers(opts: CompareOptions, n_sdes: int) -> int:
     return n_sdes if on_cpu and not opts.quick and (os.cpu_count() or 1) > 1 else 1
 
 
-def _each_sde(jobs: list[tuple], n_workers: int) -> list[tuple]:
-    """:func:`_one_sde` of every job, in order: in this process, or in ``n_workers`` spawned
-    processes of one torch thread each (their progress bars off, one bar here over the SDEs)."""
+def _each_sde(sdes: tuple[str, ...], n_workers: int, shared: dict) -> list[tuple]:
+    """:func:`_one_sde` of every SDE (``shared``: its other arguments), in order: in this process,
+    or in ``n_workers`` spawned processes of one torch thread each (their progress bars off, one
+    bar here over the SDEs)."""
     if n_workers <= 1:
-        return [_one_sde(*job) for job in jobs]
-    quiet = [(*job[:7], replace(job[7], progress=False), job[8]) for job in jobs]
+        return [_one_sde(name, **shared) for name in sdes]
+    quiet = {**shared, "opts": replace(shared["opts"], progress=False)}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n_workers, mp_context=context, initializer=torch.set_num_threads,
                              initargs=(1,)) as pool:
-        futures = [pool.submit(_one_sde, *job) for job in quiet]
+        futures = [pool.submit(_one_sde, name, **quiet) for name in sdes]
         for _ in tqdm(as_completed(futures), total=len(futures), desc="SDEs",
-                      disable=not jobs[0][7].progress):
+                      disable=not shared["opts"].progress):
             pass
         return [f.result() for f in futures]
 

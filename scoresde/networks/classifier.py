@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from scoresde.networks.embedding import TimeEmbedding
-from scoresde.networks.unet import Attention, ResBlock
+from scoresde.networks.unet import Attention, ResBlock, check_image, check_levels
 from scoresde.shapes import batch_labels, batch_vector
 
 
@@ -46,11 +46,7 @@ class NoiseClassifier(nn.Module):
     ):
         super().__init__()
         levels = len(channel_mult)
-        if levels < 1 or num_res_blocks < 1:
-            raise ValueError("channel_mult must be non-empty and num_res_blocks >= 1")
-        if image_size % 2 ** (levels - 1):
-            raise ValueError(f"image_size ({image_size}) must be divisible by 2^(len(channel_mult) - 1) "
-                             f"= {2 ** (levels - 1)}")
+        check_levels(image_size, levels, num_res_blocks)
         if not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}")
         self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes
@@ -73,9 +69,7 @@ class NoiseClassifier(nn.Module):
 
     def logits(self, x: Tensor, t: float | Tensor) -> Tensor:
         """``(batch, c, s, s), (batch,) -> (batch, K)``: the unnormalised ``log p_t(y | x)``."""
-        expected = (self.in_channels, self.image_size, self.image_size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape (batch, *{expected}); got {tuple(x.shape)}")
+        check_image(self, x)
         temb = self.time(batch_vector(t, x))
         h = self.conv_in(x)
         for block in self.blocks:

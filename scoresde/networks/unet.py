@@ -22,6 +22,25 @@ from scoresde.networks.embedding import TimeEmbedding
 from scoresde.shapes import batch_labels, batch_vector
 
 
+def check_levels(image_size: int, levels: int, num_res_blocks: int) -> None:
+    """``ValueError`` unless there is a level and a block per level, and ``image_size`` halves
+    ``levels - 1`` times (shared by the U-Net and the classifier built from its down half)."""
+    if levels < 1 or num_res_blocks < 1:
+        raise ValueError("channel_mult must be non-empty and num_res_blocks >= 1")
+    if image_size % 2 ** (levels - 1):
+        raise ValueError(
+            f"image_size ({image_size}) must be divisible by 2^(len(channel_mult) - 1) "
+            f"= {2 ** (levels - 1)}"
+        )
+
+
+def check_image(net: nn.Module, x: Tensor) -> None:
+    """``ValueError`` unless ``x`` is a batch of ``net``'s ``(in_channels, image_size, image_size)``."""
+    expected = (net.in_channels, net.image_size, net.image_size)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(f"x must have shape (batch, *{expected}); got {tuple(x.shape)}")
+
+
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
     if channels % groups:
         raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
@@ -94,13 +113,7 @@ class UNet(nn.Module):
     ):
         super().__init__()
         levels = len(channel_mult)
-        if levels < 1 or num_res_blocks < 1:
-            raise ValueError("channel_mult must be non-empty and num_res_blocks >= 1")
-        if image_size % 2 ** (levels - 1):
-            raise ValueError(
-                f"image_size ({image_size}) must be divisible by 2^(len(channel_mult) - 1) "
-                f"= {2 ** (levels - 1)}"
-            )
+        check_levels(image_size, levels, num_res_blocks)
         if not (isinstance(num_classes, int) and num_classes >= 0):
             raise ValueError(f"num_classes must be an integer >= 0; got {num_classes!r}")
         self.in_channels, self.image_size, self.num_classes = in_channels, image_size, num_classes
@@ -141,9 +154,7 @@ class UNet(nn.Module):
     def forward(self, x: Tensor, t: float | Tensor, y: Tensor | None = None) -> Tensor:
         """``(batch, c, s, s), (batch,)[, labels (batch,)] -> (batch, c, s, s)``; a conditional
         network without ``y`` sees the null label."""
-        expected = (self.in_channels, self.image_size, self.image_size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape (batch, *{expected}); got {tuple(x.shape)}")
+        check_image(self, x)
         temb = self.time(batch_vector(t, x))
         if self.label is not None:
             temb = temb + self.label(batch_labels(y, x.shape[0], self.num_classes, x.device, null=True))
