@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import scoresde as ss
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "samplers.py"
 PEERS_INSTALLED = all(importlib.util.find_spec(m) is not None
                       for m in ("diffusers", "k_diffusion", "torchsde", "trampoline"))
@@ -88,3 +90,19 @@ def test_fast_obstacles_benchmark_quick(run_benchmark):
     row = out["ode_error"][0]
     assert row["nfe"] == 10 and 0 < row["data_prediction_3m"] < row["noise_prediction_3m"]
     assert out["warped"][0]["power"] == 1.0 and out["warped"][0]["max_abs_z"] < UNBIASED_MAX_Z
+
+
+def test_ald_bias_benchmark_quick(run_benchmark):
+    """``benchmarks/ald_bias.py --quick`` (300 points, one seed, levels / 10) records every variant
+    with the NFE that ``ss.sample`` counts (levels x steps per level, + 1 with the denoising step),
+    and the repeated-seed rows run ``ss.sample``'s default level count (800, as the docs say)."""
+    out = run_benchmark("ald_bias")
+    assert ss.samplers.SAMPLERS["ald"].steps == 800
+    assert {r["levels"] for r in out["rows"] if r["varied"] == "seeds"} == {80}
+    for r in out["rows"]:
+        assert r["nfe"] == r["levels"] * r["n_steps_each"] + r["denoise"], r
+        assert len(r["chi2_per_seed"]) == out["seeds"] == 1 and r["n"] == 300
+        assert abs(sum(r["weights"]) - 1) < 1e-9
+    varied = {(r["sde"], r["varied"]) for r in out["rows"]}
+    assert varied >= {(s, v) for s in ("VE", "VP") for v in
+                      ("levels", "layout", "step_ratio", "ncsnv2_rule", "denoise", "seeds")}

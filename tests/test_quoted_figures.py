@@ -328,6 +328,14 @@ class Q(NamedTuple):
     fmt: str
 
 
+# ald_bias.json: annealed Langevin's weight bias against levels, step and seeds
+AB = "ald_bias.json"
+
+
+def ab(d: dict, sde: str, levels: int, varied: str = "levels", **match) -> dict:
+    return one(d["rows"], sde=sde, levels=levels, varied=varied, **match)
+
+
 # few_step_mnist.json: the few-step sweep on the quick MNIST model
 FS = "few_step_mnist.json"
 
@@ -368,7 +376,7 @@ QUOTES = [
     # README: the table of defaults
     *(Q(R, quote, "samplers_toy.json", lambda d, s=samplers: default_nfe(d, *s), "| {} |")
       for quote, samplers in [
-          ("ε = σ_L² / 2 | 1001 |", ("ald",)),
+          ("ε = σ_L² / 2 | 4001 |", ("ald",)),
           ("| 1000 uniform steps | 1001 |", ("em", "reverse_diffusion", "ancestral")),
           ("snr 0.16 VP / 0.075 VE | 2001 |", ("pc",)),
           ("| 100 uniform steps, η = 0 | 101 |", ("ddim",)),
@@ -382,12 +390,28 @@ QUOTES = [
     # README: the corrector's norms and annealed Langevin
     Q(R, "χ² 152 against 0.2 on the 2-D mixture", "samplers_toy.json",
       lambda d: norms(d, "VP")[::2], "χ² {:.0f} against {:.1f}"),
-    Q(R, "defaults (χ² 0.6, max |z| 2.6 at n = 3,000)", "samplers_toy.json",
-      lambda d: (default(d, "VE", "ald")["chi2"], default(d, "VE", "ald")["max_abs_z"], d["n"]),
-      "(χ² {:.1f}, max |z| {:.1f} at n = {:,})"),
-    Q(R, "(χ² 12 at 200)", "samplers_toy.json", lambda d: default(d, "VP", "ald")["chi2"], "(χ² {:.0f} at"),
-    Q(R, "biased (max |z| 15)", "samplers_toy.json",
-      lambda d: default(d, "sub-VP", "ald")["max_abs_z"], "(max |z| {:.0f})"),
+    Q(R, "χ² of the mode weights 23 on VE and 31 on VP", AB,
+      lambda d: (ab(d, "VE", 200)["chi2"], ab(d, "VP", 200)["chi2"]),
+      "χ² of the mode weights {:.0f} on VE and {:.0f} on VP"),
+    Q(R, "give 7.6 and 7.0", AB, lambda d: (ab(d, "VE", 800)["chi2"], ab(d, "VP", 800)["chi2"]),
+      "give {:.1f} and {:.1f}"),
+    Q(R, "(11.4 and 9.5 on seeds 20–22)", AB,
+      lambda d: tuple(ab(d, sde, 800, varied="seeds", first_seed=20)["chi2"] for sde in ("VE", "VP")),
+      "({:.1f} and {:.1f} on seeds 20–22)"),
+    Q(R, "0.490–0.495 on every seed set", AB,
+      lambda d: span(r["weights"][0] for r in d["rows"] if r["sde"] in ("VE", "VP") and r["levels"] == 800),
+      "{:.3f}–{:.3f} on every seed"),
+    Q(R, "at 1,600 levels too (0.484–0.491)", AB,
+      lambda d: span(ab(d, sde, 1600)["weights"][0] for sde in ("VE", "VP")), "too ({:.3f}–{:.3f})"),
+    Q(R, "(χ² 0.7 VE / 3.8 VP)", AB,
+      lambda d: tuple(ab(d, sde, 1600, varied="step_ratio")["chi2"] for sde in ("VE", "VP")),
+      "(χ² {:.1f} VE / {:.1f} VP)"),
+    Q(S, "is 7.6 (VE) and 7.0 (VP), against 23 and 31 with 200 levels", AB,
+      lambda d: (ab(d, "VE", 800)["chi2"], ab(d, "VP", 800)["chi2"], ab(d, "VE", 200)["chi2"],
+                 ab(d, "VP", 200)["chi2"]),
+      "is {:.1f} (VE) and {:.1f} (VP), against {:.0f} and {:.0f} with"),
+    Q(R, "(max |z| 17.7 on the pooled points)", AB, lambda d: ab(d, "sub-VP", 800)["max_abs_z"],
+      "(max |z| {:.1f} on"),
     # README: how scoresde compares
     Q(R, "(max |z| 4.5 VP / 4.1 VE; best peer 10.2 / 7.8;", "samplers.json",
       lambda d: (*(mz(d, "toy2d", sde, "scoresde", "dpm++3m", 10) for sde in ("VP", "VE")),

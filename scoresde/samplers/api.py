@@ -32,7 +32,7 @@ class _Spec:
 
 
 SAMPLERS = {
-    "ald": _Spec(annealed_langevin, "geometric_std", 200),
+    "ald": _Spec(annealed_langevin, "geometric_std", 800),
     "em": _Spec(euler_maruyama, "uniform", 1000),
     "reverse_diffusion": _Spec(reverse_diffusion, "uniform", 1000),
     "ancestral": _Spec(ancestral, "uniform", 1000),
@@ -94,7 +94,7 @@ def sample(
 ) -> tuple[Tensor, SampleInfo]:
     """Draw ``x ~ p_0`` of ``shape`` from the prior ``x_T ~ sde.prior_sample`` with ``sampler``.
 
-    Samplers (defaults: steps, grid): ``"ald"`` annealed Langevin (200 levels x ``n_steps_each``
+    Samplers (defaults: steps, grid): ``"ald"`` annealed Langevin (800 levels x ``n_steps_each``
     = 5, geometric std), ``"em"``, ``"reverse_diffusion"``, ``"ancestral"``, ``"pc"`` (1000,
     uniform), ``"ode"`` (adaptive ``dopri5``; a fixed-grid ``method`` needs ``steps``), ``"ddim"``
     (100, uniform), ``"heun"`` (40, EDM/Karras), the multistep ODE solvers ``"dpm++2m"``,
