@@ -17,6 +17,11 @@ MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not found beside the checkout")
 def test_mnist_benchmark_quick(tmp_path, run_benchmark):
+    """The quick run's records are complete and consistent. Its bits/dim after a moment of
+    training may take any size, so only what holds for every model is checked: with uniform
+    dequantisation the continuous NLL bounds ``-log2 P(x)`` of the discrete image from above, and
+    ``P(x) <= 1``, so a recorded bits/dim must be positive (a negative or non-finite one is an
+    arithmetic error)."""
     out = run_benchmark("mnist")
     assert out["quick"] and {"date", "machine", "versions"} <= out.keys()
     assert out["budget_minutes_per_config"] > 0 and out["eval_fractions"][-1] == 1.0
@@ -30,7 +35,7 @@ def test_mnist_benchmark_quick(tmp_path, run_benchmark):
         assert [e["step"] for e in evals] == sorted(e["step"] for e in evals)
         assert evals[-1]["step"] == rec["steps"]
         for e in evals:
-            assert math.isfinite(e["bpd"]) and 0 < e["bpd"] < 30 and e["se"] > 0
+            assert math.isfinite(e["bpd"]) and e["bpd"] > 0 and e["se"] > 0
             assert e["n"] == n and e["nfe"] > 0 and e["train_seconds"] > 0
         for sampler in ("ddim", "dpm++2m", "heun", "pc"):
             s = rec["samplers"][sampler]
