@@ -23,7 +23,7 @@ from torch import nn
 from scoresde import config, distributed
 from scoresde.config import Config, DataConfig, ModelConfig, SDEConfig
 from scoresde.data import DATASETS, Dataset, TensorLoader, image_shape, load_dataset
-from scoresde.likelihood import ADAPTIVE_METHODS, TRACES
+from scoresde.likelihood import ADAPTIVE_METHODS, NORMS, TRACES
 from scoresde.losses import LOSS_KINDS, TIME_DISTS, WEIGHTINGS, ClassifierLoss, Loss, make_loss
 from scoresde.networks import MLP, NoiseClassifier, UNet
 from scoresde.samplers import GRIDS, SAMPLERS
@@ -55,6 +55,7 @@ CHOICES = {
     "sample.grid": ("", *GRIDS),
     "likelihood.trace": TRACES,
     "likelihood.method": ADAPTIVE_METHODS,  # the command line cannot give a fixed-step method its step size
+    "likelihood.norm": NORMS,
 }
 """The names each config key accepts, taken from the modules that implement them."""
 

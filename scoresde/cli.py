@@ -169,7 +169,8 @@ def run_likelihood(args: argparse.Namespace) -> int:
     n, trace = positive(args, "n", lk.n), args.trace or lk.trace
     model = load_trained(run_dir, cfg, args.device, lk.ema)
     data = load_data(cfg.data)
-    ode_kw = {"trace": trace, "method": lk.method, "rtol": lk.rtol, "atol": lk.atol, "eps": lk.eps}
+    ode_kw = {"trace": trace, "method": lk.method, "rtol": lk.rtol, "atol": lk.atol, "norm": lk.norm,
+              "eps": lk.eps}
     blocks = {"seed": lk.seed, "batch_size": lk.batch_size}
     if data.num_levels is None:
         logp, _ = distributed.sharded_log_likelihood(

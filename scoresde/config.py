@@ -157,6 +157,7 @@ class LikelihoodConfig:
     method: str = "dopri5"
     rtol: float = 1e-5
     atol: float = 1e-5
+    norm: str = "mixed"
     eps: float = 1e-5
     n: int = 1000
     batch_size: int = 1000

@@ -44,6 +44,7 @@ from scoresde.shapes import flatten_batch, require_finite
 TRACES = ("hutchinson", "exact")
 NOISES = ("rademacher", "gaussian")
 TIME_VARIABLES = ("t", "sigma", "log_sigma")
+NORMS = ("mixed", "state", "logp")
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
 METHODS = ADAPTIVE_METHODS + FIXED_METHODS
@@ -171,6 +172,23 @@ def _exact_divergence(v: Tensor, y: Tensor) -> Tensor:
     return total
 
 
+def _rms(tensor: Tensor) -> Tensor:
+    return tensor.pow(2).mean().sqrt()
+
+
+def _error_norm(kind: str) -> Callable[[tuple[Tensor, Tensor]], Tensor] | None:
+    """The adaptive solver's norm of the scaled error ``e / (atol + rtol |state|)`` of ``(x, ℓ)``:
+    ``"mixed"`` ``max(RMS(e_x), RMS(e_ℓ))`` (torchdiffeq's default, ``None`` here); ``"state"`` the
+    RMS over every entry of the state, as scipy's ``solve_ivp`` on the flat state ``[x, ℓ]`` of the
+    paper's code (the accumulator is one entry of ``D + 1`` per sample); ``"logp"`` ``RMS(e_ℓ)``,
+    the error of the log-density alone."""
+    if kind == "state":
+        return lambda state: _rms(torch.cat([flatten_batch(state[0]), state[1][:, None]], 1))
+    if kind == "logp":
+        return lambda state: _rms(state[1])
+    return None
+
+
 def _probes(x: Tensor, noise: str, n_probes: int, generator: torch.Generator | None) -> Tensor:
     shape = (n_probes, *x.shape)
     if noise == "gaussian":
@@ -194,6 +212,7 @@ def log_likelihood(
     prior_logp: Callable[[Tensor], Tensor] | None = None,
     *,
     time_variable: str = "t",
+    norm: str = "mixed",
     options: dict | None = None,
     max_exact_dim: int | None = MAX_EXACT_DIM,
 ) -> LikelihoodResult:
@@ -219,6 +238,9 @@ def log_likelihood(
             only approximately ``p_T``, so tests pass the exact one.
         time_variable: the solver's clock: ``"t"`` (the paper's), ``"sigma"`` (``σ̄ = std/m``)
             or ``"log_sigma"`` (``ρ = log(std/m)``), the last two with the scaled state ``x/m``.
+        norm: how an adaptive method measures the error of the state ``(x, ℓ)`` against
+            ``atol + rtol |state|`` (``"mixed"``, ``"state"`` or ``"logp"``; see
+            :func:`_error_norm` and ``benchmarks/likelihood_speed.py`` for what each costs).
 
     Returns:
         ``LikelihoodResult`` with ``logp``, ``z = x_T``, ``prior_logp``, ``delta_logp``, ``nfe``.
@@ -227,6 +249,7 @@ def log_likelihood(
     _check_choice("noise", noise, NOISES)
     _check_choice("method", method, METHODS)
     _check_choice("time_variable", time_variable, TIME_VARIABLES)
+    _check_choice("norm", norm, NORMS)
     if x.ndim < 2 or not x.is_floating_point():
         raise ValueError(f"x must be a floating tensor of shape (batch, ...); got {x.dtype} {tuple(x.shape)}")
     require_finite(x, "x")
@@ -252,6 +275,8 @@ def log_likelihood(
                          f"solver's clock); without it torchdiffeq takes one step over [eps, T]")
     if method in ADAPTIVE_METHODS:
         options.setdefault("step_t", torch.tensor([tau1], dtype=x.dtype, device=x.device))
+        if _error_norm(norm) is not None:
+            options.setdefault("norm", _error_norm(norm))
     ends = torch.tensor([tau0, tau1], dtype=x.dtype, device=x.device)
     m0, m1 = sde.mean_coef(torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device))
     y0 = x if clock is None else x / m0

@@ -336,6 +336,27 @@ def ab(d: dict, sde: str, levels: int, varied: str = "levels", **match) -> dict:
     return one(d["rows"], sde=sde, levels=levels, varied=varied, **match)
 
 
+# likelihood_speed.json: bits/dim error against time on the quick MNIST model, and the oracle
+LS = "likelihood_speed.json"
+
+
+def lsr(d: dict, method: str, tol: float) -> dict:
+    return one(d["image"]["rows"], method=method, tol=tol)
+
+
+def lso(d: dict, sde: str, norm: str, tol: float) -> float:
+    return one(d["oracle"], sde=sde, norm=norm, tol=tol)["err_nats_per_dim"]
+
+
+def scis(*values: float) -> tuple[str, ...]:
+    return tuple(sci(v) for v in values)
+
+
+def lss(d: dict, method: str) -> tuple:
+    s = d["image"]["speedup"][method]
+    return (s["speedup"], *s["speedup_range"])
+
+
 # few_step_mnist.json: the few-step sweep on the quick MNIST model
 FS = "few_step_mnist.json"
 
@@ -412,6 +433,46 @@ QUOTES = [
       "is {:.1f} (VE) and {:.1f} (VP), against {:.0f} and {:.0f} with"),
     Q(R, "(max |z| 17.7 on the pooled points)", AB, lambda d: ab(d, "sub-VP", 800)["max_abs_z"],
       "(max |z| {:.1f} on"),
+    Q(L, "2,250 steps) for 8 test images", LS, lambda d: d["image"]["n"], "2,250 steps) for {} test images"),
+    Q(L, "error at rtol = atol = 1e-4, 6.6e-4 bits/dim", LS, lambda d: sci(lsr(d, "paper", 1e-4)["err_abs"]),
+      "1e-4, {} bits/dim"),
+    Q(L, "1.44× faster with the default norm and 1.52× with", LS,
+      lambda d: (lss(d, "mixed")[0], lss(d, "logp")[0]),
+      "{:.2f}× faster with the default norm and {:.2f}× with"),
+    Q(L, "(1.21–1.54× and 1.27–1.60× from", LS, lambda d: (*lss(d, "mixed")[1:], *lss(d, "logp")[1:]),
+      "({:.2f}–{:.2f}× and {:.2f}–{:.2f}× from"),
+    Q(L, "Between 2.1 s and 12.3 s", LS,
+      lambda d: (lsr(d, "logp", 3e-3)["median_seconds"], lsr(d, "paper", 3e-5)["median_seconds"]),
+      "Between {:.1f} s and {:.1f} s"),
+    Q(L, "at 6.6e-4–1.1e-3 whatever", LS,
+      lambda d: scis(lsr(d, "paper", 1e-4)["err_abs"], lsr(d, "paper", 3e-4)["err_abs"]),
+      "at {}–{} whatever"),
+    Q(L, "norm at 3e-5, 2.2e-4 in 17.6 s", LS,
+      lambda d: (sci(lsr(d, "mixed", 3e-5)["err_abs"]), lsr(d, "mixed", 3e-5)["median_seconds"]),
+      "3e-5, {} in {:.1f} s"),
+    Q(L, "at 1e-4, 4.8e-4 in 10.8 s", LS,
+      lambda d: (sci(lsr(d, "logp", 1e-4)["err_abs"]), lsr(d, "logp", 1e-4)["median_seconds"]),
+      "at 1e-4, {} in {:.1f} s"),
+    Q(L, "format (the same arithmetic, rounded otherwise) has 1.2e-3 where the plain layout has 6.6e-4", LS,
+      lambda d: scis(lsr(d, "channels_last", 1e-3)["err_abs"], lsr(d, "mixed", 1e-3)["err_abs"]),
+      "has {} where the plain layout has {}"),
+    Q(L, "bits/dim by 0.027 (6 probes)", LS,
+      lambda d: (d["image"]["hutchinson"]["per_image_sd_mean"], d["image"]["hutchinson"]["probes"]),
+      "by {:.3f} ({} probes)"),
+    Q(L, "Monte-Carlo error of 0.0018", LS, lambda d: d["image"]["hutchinson"]["se_mean_bpd_batch256"],
+      "error of {:.4f}"),
+    Q(L, "80 evaluations, 2.1 s, error 9.8e-4, against 3.8 s", LS,
+      lambda d: (lsr(d, "logp", 3e-3)["nfe"], lsr(d, "logp", 3e-3)["median_seconds"],
+                 sci(lsr(d, "logp", 3e-3)["err_abs"]), lsr(d, "paper", 1e-3)["median_seconds"]),
+      "{} evaluations, {:.1f} s, error {}, against {:.1f} s"),
+    Q(L, "(1e-3, 208 network passes)", LS, lambda d: lsr(d, "paper", 1e-3)["nfe"], "(1e-3, {} network"),
+    Q(L, "shifts the bits/dim by 0.147", LS, lambda d: lsr(d, "bf16", 1e-3)["err_abs"], "by {:.3f}"),
+    Q(L, "(error 5.4e-3 at 1e-3)", LS, lambda d: sci(lsr(d, "mixed_log_sigma", 1e-3)["err_abs"]),
+      "(error {} at"),
+    Q(L, "off by 2.5e-3 (VP) and 3.1e-3", LS,
+      lambda d: scis(lso(d, "VP", "logp", 1e-3), lso(d, "VE", "logp", 1e-3)), "off by {} (VP) and {}"),
+    Q(L, "(4.8e-5 and 1.8e-5 nats/dim there)", LS,
+      lambda d: scis(lso(d, "VP", "mixed", 1e-5), lso(d, "VE", "mixed", 1e-5)), "({} and {} nats/dim"),
     # README: how scoresde compares
     Q(R, "(max |z| 4.5 VP / 4.1 VE; best peer 10.2 / 7.8;", "samplers.json",
       lambda d: (*(mz(d, "toy2d", sde, "scoresde", "dpm++3m", 10) for sde in ("VP", "VE")),
