@@ -29,6 +29,10 @@ bits/dim over a batch of 256 images from the per-image spread over ``--probes`` 
 Oracle: the 2-D test mixture under VP and VE, exact trace, the error of ``log p_eps`` against
 the mixture's closed form in nats/dim, for each norm and tolerance.
 
+``--float64``: instead, the same images against a float64 reference (the network in float64,
+rtol = atol = 1e-6), with the mixed norm at 1e-3, 1e-4 and 3e-5 in float32 and in float64, to
+tell the solver's error from float32 rounding (``results/likelihood_speed_float64.json``).
+
 ``--quick`` uses an untrained tiny U-Net, 2 images and loose tolerances, to keep the script working.
 """
 
@@ -107,10 +111,7 @@ def image_methods(model, y: torch.Tensor):
 
 
 def image_curves(model, data, args) -> dict:
-    g = torch.Generator().manual_seed(0)
-    levels = data.test_levels[torch.randperm(len(data.test_levels), generator=g)[: args.n]]
-    y, _ = dequantize(levels, data.num_levels, (-1.0, 1.0), generator=torch.Generator().manual_seed(1),
-                      dtype=torch.float32)
+    y = images(data, args.n)
     dim = y[0].numel()
 
     def bpd(logp):
@@ -140,6 +141,39 @@ def image_curves(model, data, args) -> dict:
     return {"n": args.n, "dim": dim, "ref_tol": args.ref_tol, "ref_nfe": ref_nfe,
             "ref_bpd": float(ref.mean()), "rows": rows, "speedup": speedups(rows),
             "hutchinson": hutchinson_spread(methods["logp"], bpd, args.probes, model, y)}
+
+
+def images(data, n: int) -> torch.Tensor:
+    """``n`` seeded test images, dequantised once, in float32."""
+    g = torch.Generator().manual_seed(0)
+    levels = data.test_levels[torch.randperm(len(data.test_levels), generator=g)[:n]]
+    y, _ = dequantize(levels, data.num_levels, (-1.0, 1.0), generator=torch.Generator().manual_seed(1),
+                      dtype=torch.float32)
+    return y
+
+
+def float64_check(model, data, args) -> dict:
+    """The mixed norm's error in float32 and float64 against a float64 reference."""
+    y32 = images(data, args.n)
+    dim = y32[0].numel()
+    nets = {"float32": (model, y32), "float64": (copy.deepcopy(model).double(), y32.double())}
+
+    def run(net, y, tol):
+        start = time.perf_counter()
+        r = ss.log_likelihood(net, model.sde, y, rtol=tol, atol=tol,
+                              generator=torch.Generator().manual_seed(2))
+        bpd = nats_to_bits_per_dim(-r.logp.double(), dim, num_levels=data.num_levels)
+        return bpd, r.nfe, time.perf_counter() - start
+
+    ref, ref_nfe, ref_seconds = run(*nets["float64"], 1e-6)
+    rows = []
+    for dtype, (net, y) in nets.items():
+        for tol in (1e-3, 1e-4, 3e-5):
+            bpd, nfe, seconds = run(net, y, tol)
+            rows.append({"dtype": dtype, "tol": tol, "nfe": nfe, "seconds": seconds,
+                         "err_abs": float((bpd - ref).abs().mean())})
+            print(rows[-1], flush=True)
+    return {"n": args.n, "ref_tol": 1e-6, "ref_nfe": ref_nfe, "ref_seconds": ref_seconds, "rows": rows}
 
 
 def front_time(rows: list[dict], target: float, key: str) -> float | None:
@@ -243,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probes", type=int, default=6, help="probe draws for the Hutchinson spread")
     parser.add_argument("--ref-tol", type=float, default=1e-7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--float64", action="store_true", help="only the float32 / float64 comparison")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -250,6 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model, data = load_model(args)
     model.requires_grad_(False)
+    if args.float64:
+        check = float64_check(model, data, args)
+        payload = {**metadata(), "quick": args.quick, "run": str(args.run), **check}
+        write_json("likelihood_speed_float64", payload, args.quick, args.results)
+        return
     image = image_curves(model, data, args)
     oracle = oracle_curves(args.quick)
     payload = {**metadata(), "quick": args.quick, "run": str(args.run), "image": image, "oracle": oracle}

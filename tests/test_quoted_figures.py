@@ -348,6 +348,13 @@ def lso(d: dict, sde: str, norm: str, tol: float) -> float:
     return one(d["oracle"], sde=sde, norm=norm, tol=tol)["err_nats_per_dim"]
 
 
+LS64 = "likelihood_speed_float64.json"
+
+
+def f64(d: dict, dtype: str, tol: float) -> dict:
+    return one(d["rows"], dtype=dtype, tol=tol)
+
+
 def scis(*values: float) -> tuple[str, ...]:
     return tuple(sci(v) for v in values)
 
@@ -473,6 +480,15 @@ QUOTES = [
       lambda d: scis(lso(d, "VP", "logp", 1e-3), lso(d, "VE", "logp", 1e-3)), "off by {} (VP) and {}"),
     Q(L, "(4.8e-5 and 1.8e-5 nats/dim there)", LS,
       lambda d: scis(lso(d, "VP", "mixed", 1e-5), lso(d, "VE", "mixed", 1e-5)), "({} and {} nats/dim"),
+    Q(L, "network falls from 7.3e-4 at 1e-3 to 3.6e-4 at 1e-4 and 1.5e-4 at 3e-5", LS64,
+      lambda d: scis(*(f64(d, "float64", tol)["err_abs"] for tol in (1e-3, 1e-4, 3e-5))),
+      "from {} at 1e-3 to {} at 1e-4 and {} at 3e-5"),
+    Q(L, "network it is 7.6e-4 at 1e-4", LS64, lambda d: sci(f64(d, "float32", 1e-4)["err_abs"]),
+      "it is {} at 1e-4"),
+    Q(L, "costs 2.8–3.4× as much per run", LS64,
+      lambda d: span(f64(d, "float64", t)["seconds"] / f64(d, "float32", t)["seconds"]
+                     for t in (1e-3, 1e-4, 3e-5)),
+      "costs {:.1f}–{:.1f}×"),
     # README: how scoresde compares
     Q(R, "(max |z| 4.5 VP / 4.1 VE; best peer 10.2 / 7.8;", "samplers.json",
       lambda d: (*(mz(d, "toy2d", sde, "scoresde", "dpm++3m", 10) for sde in ("VP", "VE")),
