@@ -172,10 +172,6 @@ def _exact_divergence(v: Tensor, y: Tensor) -> Tensor:
     return total
 
 
-def _rms(tensor: Tensor) -> Tensor:
-    return tensor.pow(2).mean().sqrt()
-
-
 def _error_norm(kind: str) -> Callable[[tuple[Tensor, Tensor]], Tensor] | None:
     """The adaptive solver's norm of the scaled error ``e / (atol + rtol |state|)`` of ``(x, ℓ)``:
     ``"mixed"`` ``max(RMS(e_x), RMS(e_ℓ))`` (torchdiffeq's default, ``None`` here); ``"state"`` the
@@ -183,9 +179,10 @@ def _error_norm(kind: str) -> Callable[[tuple[Tensor, Tensor]], Tensor] | None:
     paper's code (the accumulator is one entry of ``D + 1`` per sample); ``"logp"`` ``RMS(e_ℓ)``,
     the error of the log-density alone."""
     if kind == "state":
-        return lambda state: _rms(torch.cat([flatten_batch(state[0]), state[1][:, None]], 1))
+        return lambda state: ((state[0].square().sum() + state[1].square().sum())
+                              / (state[0].numel() + state[1].numel())).sqrt()
     if kind == "logp":
-        return lambda state: _rms(state[1])
+        return lambda state: state[1].square().mean().sqrt()
     return None
 
 
@@ -275,8 +272,9 @@ def log_likelihood(
                          f"solver's clock); without it torchdiffeq takes one step over [eps, T]")
     if method in ADAPTIVE_METHODS:
         options.setdefault("step_t", torch.tensor([tau1], dtype=x.dtype, device=x.device))
-        if _error_norm(norm) is not None:
-            options.setdefault("norm", _error_norm(norm))
+        error_norm = _error_norm(norm)
+        if error_norm is not None:
+            options.setdefault("norm", error_norm)
     ends = torch.tensor([tau0, tau1], dtype=x.dtype, device=x.device)
     m0, m1 = sde.mean_coef(torch.tensor([eps, sde.T], dtype=x.dtype, device=x.device))
     y0 = x if clock is None else x / m0
